@@ -1,0 +1,131 @@
+"""Settings: the only reader of ``os.environ``.
+
+Every setting is a ``CHUTE_*`` environment variable with an embedded default, so a bare
+checkout runs on SQLite, the in-process stub broker and the filesystem store under ``var/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+#: The environment prefix of every setting.
+PREFIX = "CHUTE_"
+
+MiB = 1024 * 1024
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of chute; see the README's settings table for what each one does."""
+
+    # Where things live.
+    database_url: str = "sqlite:///var/chute.db"
+    broker_url: str = "stub://"
+    storage_url: str = "file://var/objects"
+    staging_dir: str = "var/staging"
+    #: Prefix of the RabbitMQ queue names (one queue per stage: ``chute.assemble`` ...).
+    queue_prefix: str = "chute."
+
+    # Uploads.
+    default_chunk_size: int = 8 * MiB
+    min_chunk_size: int = 64 * 1024
+    max_chunk_size: int = 64 * MiB
+    max_upload_size: int = 5 * 1024 * MiB
+    max_files_per_request: int = 20
+    upload_ttl_seconds: int = 24 * 3600
+
+    # Pipeline.
+    max_retries: int = 8
+    min_backoff_ms: int = 1000
+    #: Stays well below RabbitMQ's 30 min consumer_timeout (Dramatiq #827).
+    max_backoff_ms: int = 5 * 60 * 1000
+    #: Attempts of one stage counted in the database, so a file that kills workers
+    #: (redelivered without the retry counter moving, Dramatiq #213) fails its job.
+    max_stage_attempts: int = 5
+    stage_time_limit_ms: int = 10 * 60 * 1000
+    #: A queued job whose message was not confirmed published for this long is re-sent.
+    requeue_after_seconds: int = 60
+    sweep_interval_seconds: int = 60
+    part_size: int = 8 * MiB
+
+    # Extraction.
+    thumbnail_sizes: tuple[int, ...] = (256, 1024)
+    derivative_format: str = "JPEG"
+    max_image_pixels: int = 64_000_000
+    max_pdf_pages: int = 2000
+    max_text_bytes_in_result: int = 256 * 1024
+    extract_time_limit_seconds: int = 60
+    extract_memory_limit_mb: int = 1024
+    extract_isolation: bool = True
+    keep_exif_gps: bool = False
+
+    # Webhooks.
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    webhook_timeout_seconds: float = 15.0
+    #: Seconds after the first attempt for each retry (Standard Webhooks' usual schedule).
+    webhook_schedule: tuple[int, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    webhook_secret_overlap_seconds: int = 24 * 3600
+
+    # Serving.
+    web_workers: int = 2
+    web_threads: int = 8
+    worker_processes: int = 2
+    worker_threads: int = 8
+    presign_ttl_seconds: int = 900
+    #: The largest body the API reads at all; bigger requests get 413 before any byte is read.
+    max_request_size: int = 1024 * MiB
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``CHUTE_*`` variables, then apply keyword ``overrides``.
+
+        Raises:
+            ValueError: a variable that does not parse as its setting's type.
+        """
+        env = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, hints[f.name], raw)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def is_stub_broker(self) -> bool:
+        return self.broker_url.startswith("stub:")
+
+    def queue(self, stage: str) -> str:
+        """The RabbitMQ queue name of one stage."""
+        return f"{self.queue_prefix}{stage}"
+
+
+def _parse(name: str, hint: Any, raw: str) -> Any:
+    try:
+        if hint is bool:
+            if raw.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.strip().lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint == tuple[int, ...]:
+            return tuple(int(v) for v in _split(raw))
+        if hint == tuple[str, ...]:
+            return _split(raw)
+        return raw
+    except ValueError:
+        raise ValueError(f"{PREFIX}{name.upper()}={raw!r} is not a valid {hint}") from None
