@@ -129,3 +129,21 @@ def _parse(name: str, hint: Any, raw: str) -> Any:
         return raw
     except ValueError:
         raise ValueError(f"{PREFIX}{name.upper()}={raw!r} is not a valid {hint}") from None
+
+
+_current: Settings | None = None
+
+
+def current_settings() -> Settings:
+    """The process's settings: read from the environment once, unless configured."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
+
+
+def configure(settings: Settings) -> Settings:
+    """Make ``settings`` the process's settings (entry points and tests)."""
+    global _current
+    _current = settings
+    return settings

@@ -1,0 +1,255 @@
+"""Jobs and their state transitions: ``queued → processing → completed | failed | cancelled``.
+
+The database is the source of truth. A message may be lost or delivered twice; each stage
+records what it did (``*_at`` markers) in the same transaction as its output, so running a
+stage twice never redoes or doubles it, and attempts are counted here rather than in the
+message (a SIGKILLed worker's message comes back without its retry counter moving).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, case, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models.db import Base, utcnow
+from models.errors import BadRequest, Conflict, FileRejected, NotFound
+from models.ids import new_id
+from models.upload import COMPLETE, Upload
+
+#: Job states.
+QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED = "queued", "processing", "completed", "failed", "cancelled"
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+
+#: The pipeline's stages, in order.
+STAGES = ("assemble", "upload", "extract", "notify")
+
+#: The slice of overall progress each stage fills, so progress reads as one 0..1 bar.
+STAGE_SPAN = {"assemble": (0.0, 0.15), "upload": (0.15, 0.8), "extract": (0.8, 0.97), "notify": (0.97, 1.0)}
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), unique=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    stage: Mapped[str | None] = mapped_column(String(16))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    #: Attempts of the current stage, counted when a worker starts it.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata")
+    #: The MIME type found in the file's bytes, and its kind (pdf, image, other).
+    detected_type: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: When the first stage's message was confirmed by the broker (None: re-send it).
+    enqueued_at: Mapped[datetime | None]
+    assembled_at: Mapped[datetime | None]
+    uploaded_at: Mapped[datetime | None]
+    extracted_at: Mapped[datetime | None]
+    object_bucket: Mapped[str | None] = mapped_column(String(255))
+    object_key: Mapped[str | None] = mapped_column(Text)
+    #: An S3 multipart upload in flight, and the parts it has: [[number, etag], ...].
+    multipart_id: Mapped[str | None] = mapped_column(Text)
+    parts: Mapped[list[Any] | None]
+    result: Mapped[dict[str, Any] | None]
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        if self.error_code is None:
+            return None
+        return {"code": self.error_code, "message": self.error_message}
+
+
+def create_job(session: Session, upload: Upload) -> Job:
+    """The job of a completed upload (the caller holds the upload's row lock)."""
+    job = Job(
+        id=new_id("job"),
+        tenant_id=upload.tenant_id,
+        upload_id=upload.id,
+        filename=upload.filename,
+        content_type=upload.content_type,
+        size=upload.size,
+        sha256=upload.sha256,
+        webhook_url=upload.webhook_url,
+        meta=upload.meta,
+        status=QUEUED,
+        progress=0.0,
+        attempts=0,
+    )
+    session.add(job)
+    upload.status = COMPLETE
+    upload.completed_at = utcnow()
+    upload.job_id = job.id
+    session.flush()
+    return job
+
+
+def get_job(session: Session, tenant_id: str, job_id: str, *, for_update: bool = False) -> Job:
+    """The tenant's job.
+
+    Raises:
+        NotFound: no such job for this tenant (also another tenant's).
+    """
+    query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)
+    if for_update:
+        query = query.with_for_update()
+    job = session.scalar(query)
+    if job is None:
+        raise NotFound(f"no job {job_id}", code="job_not_found")
+    return job
+
+
+def load_job(session: Session, job_id: str, *, for_update: bool = False) -> Job | None:
+    """A job by id alone, for the workers."""
+    query = select(Job).where(Job.id == job_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+class StageVerdict:
+    """What ``begin_stage`` decided: run, skip (already done or job over), or give up."""
+
+    RUN, DONE, SKIP = "run", "done", "skip"
+
+
+STAGE_MARKERS = {"assemble": "assembled_at", "upload": "uploaded_at", "extract": "extracted_at"}
+
+
+def begin_stage(session: Session, job_id: str, stage: str, max_attempts: int) -> str:
+    """Count an attempt of ``stage`` and mark the job processing.
+
+    Returns:
+        ``StageVerdict.RUN`` to do the work; ``DONE`` when the stage already finished (a
+        redelivery: the actor returns at once so the pipeline moves on); ``SKIP`` when the
+        job is gone or over.
+
+    Raises:
+        FileRejected: ``too_many_attempts`` once a stage has started ``max_attempts`` times
+        (the job is marked failed in this transaction).
+    """
+    job = load_job(session, job_id, for_update=True)
+    if job is None or job.terminal:
+        return StageVerdict.SKIP
+    marker = STAGE_MARKERS.get(stage)
+    if marker and getattr(job, marker) is not None:
+        return StageVerdict.DONE
+    attempts = job.attempts + 1 if job.stage == stage else 1
+    if attempts > max_attempts:
+        fail(job, "too_many_attempts", f"the {stage} stage was started {max_attempts} times without finishing")
+        raise FileRejected(job.error_message or "", code="too_many_attempts")
+    job.status = PROCESSING
+    job.stage = stage
+    job.attempts = attempts
+    job.started_at = job.started_at or utcnow()
+    job.progress = max(job.progress, STAGE_SPAN[stage][0])
+    return StageVerdict.RUN
+
+
+def report_progress(session: Session, job_id: str, stage: str, fraction: float) -> None:
+    """Move the job's progress to ``fraction`` of ``stage``; progress never goes backwards."""
+    low, high = STAGE_SPAN[stage]
+    value = round(low + (high - low) * min(max(fraction, 0.0), 1.0), 4)
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == PROCESSING)
+        .values(progress=case((Job.progress < value, value), else_=Job.progress), updated_at=utcnow())
+    )
+
+
+def advance(job: Job, finished_stage: str) -> None:
+    """Record that ``finished_stage`` is done and the next stage is up."""
+    marker = STAGE_MARKERS[finished_stage]
+    setattr(job, marker, utcnow())
+    following = STAGES[STAGES.index(finished_stage) + 1]
+    job.stage = following
+    job.attempts = 0
+    job.progress = max(job.progress, STAGE_SPAN[following][0])
+
+
+def complete(job: Job) -> None:
+    job.status = COMPLETED
+    job.stage = None
+    job.progress = 1.0
+    job.completed_at = utcnow()
+
+
+def fail(job: Job, code: str, message: str) -> None:
+    job.status = FAILED
+    job.error_code = code
+    job.error_message = message[:2000]
+    job.completed_at = utcnow()
+
+
+def cancel(job: Job) -> None:
+    """Cancel a job that has not ended.
+
+    Raises:
+        Conflict: the job already ended.
+    """
+    if job.terminal:
+        raise Conflict(f"the job is already {job.status}", code="job_finished", details={"status": job.status})
+    job.status = CANCELLED
+    job.completed_at = utcnow()
+
+
+def list_jobs(
+    session: Session, tenant_id: str, *, status: str | None, limit: int, cursor: str | None
+) -> tuple[list[Job], str | None]:
+    """The tenant's jobs, newest first, ``limit`` a page; the cursor is opaque to clients.
+
+    Raises:
+        BadRequest: a cursor this function did not make.
+    """
+    query = select(Job).where(Job.tenant_id == tenant_id)
+    if status:
+        query = query.where(Job.status == status)
+    if cursor:
+        created_at, job_id = _decode_cursor(cursor)
+        query = query.where((Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id)))
+    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def _encode_cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, job_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), job_id
+    except ValueError:
+        raise BadRequest("the cursor is not valid", code="invalid_cursor") from None
+
+
+def unpublished_jobs(session: Session, older_than: datetime) -> list[str]:
+    """Queued jobs whose first message was never confirmed, created before ``older_than``."""
+    query = select(Job.id).where(Job.status == QUEUED, Job.enqueued_at.is_(None), Job.created_at < older_than)
+    return list(session.scalars(query.limit(1000)))
+
+
+def mark_enqueued(session: Session, job_id: str) -> None:
+    session.execute(update(Job).where(Job.id == job_id, Job.enqueued_at.is_(None)).values(enqueued_at=utcnow()))

@@ -1,0 +1,187 @@
+"""Uploads and their chunk manifests, and the rules of ``receiving → complete | expired | cancelled``."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models.db import Base, utcnow
+from models.errors import Conflict, Invalid, NotFound, TooLarge
+from models.ids import new_id
+from models.settings import Settings
+
+#: Upload states.
+RECEIVING, COMPLETE, EXPIRED, CANCELLED = "receiving", "complete", "expired", "cancelled"
+
+#: More chunks than this is a client bug, not a file.
+MAX_CHUNKS = 100_000
+
+
+class Upload(Base):
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    #: The whole file's sha256 as the client declared it (hex), checked by assemble.
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    chunk_count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=RECEIVING, index=True)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    job_id: Mapped[str | None] = mapped_column(String(40), unique=True)
+
+    def expected_chunk_size(self, index: int) -> int:
+        """Every chunk is ``chunk_size`` bytes except the last, which holds the rest."""
+        if index < self.chunk_count - 1:
+            return self.chunk_size
+        return self.size - self.chunk_size * (self.chunk_count - 1)
+
+
+class Chunk(Base):
+    __tablename__ = "upload_chunks"
+
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def create_upload(
+    session: Session,
+    tenant_id: str,
+    settings: Settings,
+    *,
+    filename: str,
+    size: int,
+    content_type: str | None = None,
+    sha256: str | None = None,
+    chunk_size: int | None = None,
+    webhook_url: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    status: str = RECEIVING,
+) -> Upload:
+    """Open an upload and fix its chunk layout.
+
+    Raises:
+        TooLarge: ``size`` over ``max_upload_size``.
+        Invalid: a chunk size out of bounds, or too many chunks.
+    """
+    if size > settings.max_upload_size:
+        raise TooLarge(
+            f"size {size} is over the limit of {settings.max_upload_size} bytes",
+            code="file_too_large",
+            details={"max_upload_size": settings.max_upload_size},
+        )
+    chunk_size = chunk_size or settings.default_chunk_size
+    if not settings.min_chunk_size <= chunk_size <= settings.max_chunk_size:
+        raise Invalid(
+            f"chunk_size must be between {settings.min_chunk_size} and {settings.max_chunk_size}",
+            code="invalid_chunk_size",
+            details={"min": settings.min_chunk_size, "max": settings.max_chunk_size},
+        )
+    chunk_count = math.ceil(size / chunk_size)
+    if chunk_count > MAX_CHUNKS:
+        raise Invalid(f"{chunk_count} chunks is over the limit of {MAX_CHUNKS}", code="too_many_chunks")
+    now = utcnow()
+    upload = Upload(
+        id=new_id("upl"),
+        tenant_id=tenant_id,
+        filename=filename,
+        content_type=content_type,
+        size=size,
+        sha256=sha256,
+        chunk_size=chunk_size,
+        chunk_count=chunk_count,
+        status=status,
+        webhook_url=webhook_url,
+        meta=metadata,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.upload_ttl_seconds),
+    )
+    session.add(upload)
+    session.flush()
+    return upload
+
+
+def get_upload(session: Session, tenant_id: str, upload_id: str, *, for_update: bool = False) -> Upload:
+    """The tenant's upload; another tenant's id is as unknown as a made-up one.
+
+    Raises:
+        NotFound: no such upload for this tenant.
+    """
+    query = select(Upload).where(Upload.id == upload_id, Upload.tenant_id == tenant_id)
+    if for_update:
+        query = query.with_for_update()
+    upload = session.scalar(query)
+    if upload is None:
+        raise NotFound(f"no upload {upload_id}", code="upload_not_found")
+    return upload
+
+
+def ensure_receiving(upload: Upload, now: datetime | None = None) -> None:
+    """Raises Conflict unless chunks may still be sent to ``upload``."""
+    if upload.status == RECEIVING and (now or utcnow()) >= upload.expires_at:
+        expires_at = upload.expires_at.isoformat()
+        raise Conflict("the upload has expired", code="upload_expired", details={"expires_at": expires_at})
+    if upload.status != RECEIVING:
+        raise Conflict(f"the upload is {upload.status}", code=f"upload_{upload.status}")
+
+
+def check_chunk_index(upload: Upload, index: int) -> int:
+    """The size chunk ``index`` must have.
+
+    Raises:
+        NotFound: an index outside the upload's layout.
+    """
+    if not 0 <= index < upload.chunk_count:
+        raise NotFound(
+            f"chunk index {index} is outside 0..{upload.chunk_count - 1}",
+            code="chunk_not_found",
+            details={"chunk_count": upload.chunk_count},
+        )
+    return upload.expected_chunk_size(index)
+
+
+def record_chunk(session: Session, upload: Upload, index: int, size: int, sha256: str) -> None:
+    """Insert or replace the manifest row of one chunk (a re-sent chunk replaces the old)."""
+    values = {"upload_id": upload.id, "index": index, "size": size, "sha256": sha256, "received_at": utcnow()}
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(Chunk).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Chunk.upload_id, Chunk.index],
+        set_={"size": stmt.excluded.size, "sha256": stmt.excluded.sha256, "received_at": stmt.excluded.received_at},
+    )
+    session.execute(stmt)
+
+
+def chunks(session: Session, upload_id: str) -> list[Chunk]:
+    return list(session.scalars(select(Chunk).where(Chunk.upload_id == upload_id).order_by(Chunk.index)))
+
+
+def missing_indexes(upload: Upload, received: list[Chunk]) -> list[int]:
+    have = {c.index for c in received}
+    return [i for i in range(upload.chunk_count) if i not in have]
+
+
+def expire_uploads(session: Session, now: datetime | None = None) -> list[str]:
+    """Mark receiving uploads past their expiry as expired; returns their ids."""
+    now = now or utcnow()
+    ids = list(session.scalars(select(Upload.id).where(Upload.status == RECEIVING, Upload.expires_at <= now)))
+    if ids:
+        session.execute(update(Upload).where(Upload.id.in_(ids), Upload.status == RECEIVING).values(status=EXPIRED))
+    return ids

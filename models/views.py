@@ -1,0 +1,50 @@
+"""The public JSON shape of a job: what ``GET /v1/jobs/{id}`` shows and what a webhook carries.
+
+It lives here, not in web/, because the notify stage sends the very same shape.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from models.delivery import WebhookEvent
+from models.job import Job
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def job_view(job: Job, event: WebhookEvent | None) -> dict[str, Any]:
+    """The job as clients see it (small: no page text, so webhooks stay under 20 KB)."""
+    if job.webhook_url is None:
+        webhook: dict[str, Any] | None = None
+    elif event is None:
+        webhook = {"status": "waiting", "attempts": 0}
+    else:
+        webhook = {"status": event.status, "attempts": event.attempts}
+    return {
+        "job_id": job.id,
+        "upload_id": job.upload_id,
+        "filename": job.filename,
+        "content_type": job.content_type,
+        "detected_type": job.detected_type,
+        "kind": job.kind,
+        "size": job.size,
+        "sha256": job.sha256,
+        "status": job.status,
+        "stage": job.stage if job.status == "processing" else None,
+        "progress": round(job.progress, 4),
+        "attempts": job.attempts,
+        "error": job.error,
+        "metadata": job.meta or {},
+        "webhook": webhook,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "completed_at": _iso(job.completed_at),
+    }
+
+
+def iso(value: datetime | None) -> str | None:
+    return _iso(value)
