@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http.client import RemoteDisconnected
 
 import urllib3
 from standardwebhooks import Webhook
@@ -143,9 +144,7 @@ class Outcome:
     retryable: bool
 
 
-def deliver(
-    url: str, body: bytes, headers: Mapping[str, str], *, timeout: float, pool: urllib3.PoolManager
-) -> Outcome:
+def deliver(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float, pool: urllib3.PoolManager) -> Outcome:
     """POST ``body`` to ``url`` once and describe the result.
 
     Parameters:
@@ -291,9 +290,11 @@ def _describe(error: HTTPError) -> str:
         return f"TLS error: {error}"
     if isinstance(error, ProtocolError):
         cause = error.args[1] if len(error.args) > 1 else error.__cause__
+        if isinstance(cause, RemoteDisconnected):  # before ConnectionResetError: it subclasses it
+            return "connection closed without a response"
         if isinstance(cause, ConnectionResetError):
             return "connection reset"
         if isinstance(cause, TimeoutError):
             return "timeout"
-        return "connection closed without a response"
+        return f"connection error: {cause or error}"
     return f"{type(error).__name__}: {error}"
