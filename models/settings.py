@@ -71,7 +71,7 @@ class Settings:
     webhook_allowed_hosts: tuple[str, ...] = ()
     webhook_timeout_seconds: float = 15.0
     #: Seconds after the first attempt for each retry (Standard Webhooks' usual schedule).
-    webhook_schedule: tuple[int, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    webhook_schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
     webhook_secret_overlap_seconds: int = 24 * 3600
 
     # Serving.
@@ -124,6 +124,8 @@ def _parse(name: str, hint: Any, raw: str) -> Any:
             return float(raw)
         if hint == tuple[int, ...]:
             return tuple(int(v) for v in _split(raw))
+        if hint == tuple[float, ...]:
+            return tuple(float(v) for v in _split(raw))
         if hint == tuple[str, ...]:
             return _split(raw)
         return raw

@@ -33,7 +33,7 @@ class Upload(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     #: The whole file's sha256 as the client declared it (hex), checked by assemble.
     sha256: Mapped[str | None] = mapped_column(String(64))
-    chunk_size: Mapped[int] = mapped_column(Integer)
+    chunk_size: Mapped[int] = mapped_column(BigInteger)
     chunk_count: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=RECEIVING, index=True)
     webhook_url: Mapped[str | None] = mapped_column(Text)
@@ -185,3 +185,45 @@ def expire_uploads(session: Session, now: datetime | None = None) -> list[str]:
     if ids:
         session.execute(update(Upload).where(Upload.id.in_(ids), Upload.status == RECEIVING).values(status=EXPIRED))
     return ids
+
+
+def create_single_chunk_upload(
+    session: Session,
+    tenant_id: str,
+    settings: Settings,
+    *,
+    filename: str,
+    size: int,
+    sha256: str,
+    content_type: str | None,
+    webhook_url: str | None,
+    metadata: dict[str, Any] | None,
+) -> Upload:
+    """An upload received whole in one request: one chunk holding the file, already complete.
+
+    Raises:
+        TooLarge: ``size`` over ``max_upload_size``.
+    """
+    if size > settings.max_upload_size:
+        raise TooLarge(f"{filename} is over the limit of {settings.max_upload_size} bytes", code="file_too_large")
+    now = utcnow()
+    upload = Upload(
+        id=new_id("upl"),
+        tenant_id=tenant_id,
+        filename=filename,
+        content_type=content_type,
+        size=size,
+        sha256=sha256,
+        chunk_size=max(size, 1),
+        chunk_count=1 if size else 0,
+        status=RECEIVING,
+        webhook_url=webhook_url,
+        meta=metadata,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.upload_ttl_seconds),
+    )
+    session.add(upload)
+    session.flush()
+    if size:
+        record_chunk(session, upload, 0, size, sha256)
+    return upload

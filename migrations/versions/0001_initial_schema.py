@@ -57,7 +57,7 @@ def upgrade() -> None:
         sa.Column("content_type", sa.String(length=255), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=True),
-        sa.Column("chunk_size", sa.Integer(), nullable=False),
+        sa.Column("chunk_size", sa.BigInteger(), nullable=False),
         sa.Column("chunk_count", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("webhook_url", sa.Text(), nullable=True),

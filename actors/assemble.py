@@ -1,0 +1,86 @@
+"""assemble: verify every staged chunk against its manifest and the whole file's sha256.
+
+The chunks are not copied into one file: upload streams them part by part, so the bytes
+are read twice in all (here, and by upload) and written once (by the store).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from actors.chunkio import READ_SIZE, ChunkedFile, ChunkFile
+from actors.extraction import detect
+from actors.stage import stage_actor
+from models import job as jobs
+from models import staging
+from models import upload as uploads
+from models.db import session_scope
+from models.errors import FileRejected
+from models.settings import current_settings
+
+log = logging.getLogger(__name__)
+
+
+def staged_file(upload: uploads.Upload, chunks: list[uploads.Chunk]) -> ChunkedFile:
+    staging_dir = current_settings().staging_dir
+    return ChunkedFile([ChunkFile(staging.chunk_path(staging_dir, upload.id, c.index), c.size) for c in chunks])
+
+
+@stage_actor("assemble")
+def assemble(job_id: str) -> None:
+    """Check the chunks and the file's checksum; record size, sha256 and detected type."""
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id)
+        if job is None or job.assembled_at is not None:
+            return
+        upload = session.get(uploads.Upload, job.upload_id)
+        assert upload is not None
+        chunks = uploads.chunks(session, upload.id)
+        missing = uploads.missing_indexes(upload, chunks)
+        declared_sha256 = upload.sha256
+    if missing:
+        raise FileRejected(f"{len(missing)} chunks are missing", code="incomplete_upload")
+
+    whole = hashlib.sha256()
+    done = 0
+    file = staged_file(upload, chunks)
+    for chunk, part in zip(chunks, file.chunks, strict=True):
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(part.path, "rb") as f:
+                while block := f.read(READ_SIZE):
+                    digest.update(block)
+                    whole.update(block)
+                    size += len(block)
+        except FileNotFoundError:
+            raise FileRejected(f"chunk {chunk.index} is no longer staged", code="incomplete_upload") from None
+        if size != chunk.size or digest.hexdigest() != chunk.sha256:
+            raise FileRejected(
+                f"chunk {chunk.index} does not match its checksum",
+                code="checksum_mismatch",
+                details={"index": chunk.index},
+            )
+        done += size
+        with session_scope() as session:
+            jobs.report_progress(session, job_id, "assemble", done / max(file.size, 1))
+
+    sha256 = whole.hexdigest()
+    if declared_sha256 and declared_sha256.lower() != sha256:
+        raise FileRejected(
+            "the file's sha256 is not the one declared",
+            code="checksum_mismatch",
+            details={"declared": declared_sha256, "actual": sha256},
+        )
+    detected = detect(file.head())
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id, for_update=True)
+        if job is None or job.terminal:
+            return
+        job.sha256 = sha256
+        job.size = file.size
+        job.detected_type = detected.mime
+        job.kind = detected.kind
+        jobs.advance(job, "assemble")
+    log.info("job %s assembled: %d bytes, %s", job_id, file.size, detected.mime)

@@ -1,0 +1,71 @@
+"""The broker: the only module that knows RabbitMQ, the StubBroker and the middleware stack.
+
+``stub://`` gives Dramatiq's in-process StubBroker (``chute dev`` runs a worker in the same
+process); ``amqp://`` gives a RabbitmqBroker with publisher confirms on, since Dramatiq's
+default (no confirms) lets a publish vanish under broker memory pressure.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Middleware,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from actors.sweeper import Sweeper
+from actors.tracking import JobTracking
+from actors.transient import retry_when
+from models.settings import Settings, current_settings
+
+
+def build_middleware(settings: Settings) -> list[Middleware]:
+    """Dramatiq's own middleware, tuned, plus ours (JobTracking must follow Retries)."""
+    middleware: list[Middleware] = [
+        AgeLimit(),
+        TimeLimit(time_limit=settings.stage_time_limit_ms),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        Retries(
+            max_retries=settings.max_retries,
+            min_backoff=settings.min_backoff_ms,
+            max_backoff=settings.max_backoff_ms,
+            retry_when=retry_when(settings.max_retries),
+        ),
+        JobTracking(max_attempts=settings.max_stage_attempts),
+        CurrentMessage(),
+        Sweeper(interval=settings.sweep_interval_seconds),
+    ]
+    return middleware
+
+
+def build_broker(settings: Settings) -> dramatiq.Broker:
+    middleware = build_middleware(settings)
+    if settings.is_stub_broker:
+        return StubBroker(middleware=middleware)
+    return RabbitmqBroker(url=settings.broker_url, confirm_delivery=True, middleware=middleware)
+
+
+settings = current_settings()
+broker = build_broker(settings)
+dramatiq.set_broker(broker)
+
+
+def ping_broker(target: dramatiq.Broker) -> None:
+    """Raise unless the broker answers (readiness); the StubBroker always does."""
+    if isinstance(target, RabbitmqBroker):
+        import pika
+
+        params = pika.URLParameters(settings.broker_url.split(";")[0])
+        params.socket_timeout = 2
+        params.connection_attempts = 1
+        pika.BlockingConnection(params).close()

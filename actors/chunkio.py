@@ -1,0 +1,75 @@
+"""Reading an upload's staged chunks as one file, without composing a copy of it.
+
+The assemble stage verifies the chunks in place and the upload stage streams them to the
+store part by part straight from the chunk files: the bytes are read twice and never
+written again.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Read size when hashing: large enough to amortise syscalls, small enough to stay in cache.
+READ_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ChunkFile:
+    path: Path
+    size: int
+
+
+class ChunkedFile:
+    """The ordered chunk files of an upload, read as one byte range."""
+
+    def __init__(self, chunks: Sequence[ChunkFile]):
+        self.chunks = list(chunks)
+        self.starts: list[int] = []
+        offset = 0
+        for chunk in self.chunks:
+            self.starts.append(offset)
+            offset += chunk.size
+        self.size = offset
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """``length`` bytes from ``offset`` (fewer at the end), crossing chunk boundaries."""
+        out = bytearray()
+        index = bisect.bisect_right(self.starts, offset) - 1
+        while length > 0 and 0 <= index < len(self.chunks):
+            chunk = self.chunks[index]
+            within = offset - self.starts[index]
+            take = min(length, chunk.size - within)
+            if take > 0:
+                with open(chunk.path, "rb") as f:
+                    f.seek(within)
+                    data = f.read(take)
+                if len(data) != take:
+                    raise OSError(f"{chunk.path} is shorter than its manifest says")
+                out += data
+                offset += take
+                length -= take
+            index += 1
+        return bytes(out)
+
+    def head(self, length: int = 4096) -> bytes:
+        return self.read_at(0, min(length, self.size))
+
+
+def iter_file(path: Path, read_size: int = READ_SIZE) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while block := f.read(read_size):
+            yield block
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """The sha256 (hex) and size of a file, read in blocks."""
+    digest = hashlib.sha256()
+    size = 0
+    for block in iter_file(path):
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size

@@ -1,0 +1,66 @@
+"""Housekeeping: release what a finished job holds, expire abandoned uploads, re-send lost jobs."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from datetime import timedelta
+
+from actors.storage import open_store
+from models import job as jobs
+from models import staging
+from models import upload as uploads
+from models.db import session_scope, utcnow
+from models.settings import current_settings
+
+log = logging.getLogger(__name__)
+
+
+def release_job(job_id: str) -> None:
+    """Abort a job's multipart upload and remove its staged bytes (idempotent).
+
+    Called when a job fails or is cancelled: an S3 multipart upload that is never aborted
+    keeps its parts, invisible, in the bucket.
+    """
+    settings = current_settings()
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id, for_update=True)
+        if job is None:
+            return
+        key, multipart_id, upload_id = job.object_key, job.multipart_id, job.upload_id
+        job.multipart_id = None
+        job.parts = None
+    if key and multipart_id:
+        try:
+            open_store(settings.storage_url).abort_multipart(key, multipart_id)
+        except Exception:
+            log.warning("job %s: could not abort multipart upload %s", job_id, multipart_id, exc_info=True)
+    staging.remove_upload(settings.staging_dir, upload_id)
+    shutil.rmtree(staging.work_dir(settings.staging_dir, job_id), ignore_errors=True)
+
+
+def sweep() -> dict[str, int]:
+    """Expire abandoned uploads and re-send jobs whose first message never reached the broker.
+
+    Returns:
+        How many uploads were expired and how many jobs were re-sent.
+    """
+    from actors.pipeline import publish_job
+
+    settings = current_settings()
+    with session_scope() as session:
+        expired = uploads.expire_uploads(session)
+    for upload_id in expired:
+        staging.remove_upload(settings.staging_dir, upload_id)
+    with session_scope() as session:
+        lost = jobs.unpublished_jobs(session, utcnow() - timedelta(seconds=settings.requeue_after_seconds))
+    resent = 0
+    for job_id in lost:
+        try:
+            publish_job(job_id)
+            resent += 1
+        except Exception:
+            log.warning("job %s: re-sending failed; next sweep tries again", job_id, exc_info=True)
+    if expired or resent:
+        log.info("sweep: expired %d uploads, re-sent %d jobs", len(expired), resent)
+    return {"expired_uploads": len(expired), "resent_jobs": resent}

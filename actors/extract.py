@@ -1,0 +1,105 @@
+"""extract: what users get out of a file: PDF text and metadata, image facts and thumbnails.
+
+The type comes from the file's bytes (found by assemble), never from its name. PDFs and
+images are fetched from the store into scratch space and parsed by ``actors.extraction``,
+which bounds a hostile file in time and memory; derivatives go next to the original.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from actors.extraction import Extraction, ExtractLimits, extract_file
+from actors.stage import stage_actor
+from actors.storage import open_store
+from actors.upload import derivative_key
+from models import job as jobs
+from models import staging
+from models.db import session_scope
+from models.settings import Settings, current_settings
+
+log = logging.getLogger(__name__)
+
+
+@stage_actor("extract")
+def extract(job_id: str) -> None:
+    """Extract, store the derivatives, and record the result on the job."""
+    settings = current_settings()
+    store = open_store(settings.storage_url)
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id)
+        if job is None or job.extracted_at is not None:
+            return
+        key, kind, mime = job.object_key, job.kind or "other", job.detected_type or "application/octet-stream"
+        assert key is not None
+        result: dict[str, Any] = {
+            "object": {"bucket": job.object_bucket, "key": key, "size": job.size, "sha256": job.sha256},
+            "kind": kind,
+            "mime": mime,
+            "declared_type": job.content_type,
+            "derivatives": [],
+        }
+        scratch = staging.work_dir(settings.staging_dir, job_id)
+
+    if kind in ("pdf", "image"):
+        shutil.rmtree(scratch, ignore_errors=True)
+        (scratch / "out").mkdir(parents=True)
+        try:
+            source = scratch / "source"
+            store.download_to(key, source)
+            extraction = extract_file(source, scratch / "out", ExtractLimits.from_settings(settings))
+            result.update(_store_extraction(store, job, extraction, settings))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id, for_update=True)
+        if job is None or job.terminal:
+            return
+        job.result = result
+        jobs.advance(job, "extract")
+    log.info("job %s extracted (%s)", job_id, kind)
+
+
+def _store_extraction(store: Any, job: jobs.Job, extraction: Extraction, settings: Settings) -> dict[str, Any]:
+    """Upload the derivatives and shape the result, keeping page text within a size budget."""
+    derivatives = []
+    for d in extraction.derivatives:
+        key = derivative_key(job, d.filename)
+        store.put_file(key, Path(d.path), d.content_type)
+        derivatives.append(
+            {
+                "name": d.name,
+                "filename": d.filename,
+                "content_type": d.content_type,
+                "width": d.width,
+                "height": d.height,
+                "size": Path(d.path).stat().st_size,
+                "key": key,
+            }
+        )
+    out: dict[str, Any] = {"kind": extraction.kind, "mime": extraction.mime, "derivatives": derivatives}
+    if extraction.document is not None:
+        out["document"] = _trim_pages(extraction.document, settings.max_text_bytes_in_result)
+    if extraction.image is not None:
+        out["image"] = extraction.image
+    return out
+
+
+def _trim_pages(document: dict[str, Any], budget: int) -> dict[str, Any]:
+    """Keep per-page text up to ``budget`` bytes; the full text is the ``text`` derivative."""
+    pages, used, truncated = [], 0, False
+    for page in document.get("pages", []):
+        text = page.get("text") or ""
+        size = len(text.encode())
+        if used + size > budget:
+            truncated = True
+            text = text.encode()[: max(budget - used, 0)].decode(errors="ignore")
+        pages.append({"number": page["number"], "text": text})
+        used += len(text.encode())
+        if truncated:
+            break
+    return {**document, "pages": pages, "text_truncated": truncated}

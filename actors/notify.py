@@ -1,0 +1,150 @@
+"""notify: close the job and tell its owner, with a signed webhook that survives a day of downtime.
+
+``notify(job_id)`` is the pipeline's last stage (it marks an extracted job completed) and is
+also sent when a job fails or is cancelled. It snapshots the event body once, so every
+retry is byte-identical under the same ``webhook-id``. Retries follow the
+``webhook_schedule`` with jitter, as delayed messages rather than a sleeping thread; a delay
+longer than ``MAX_HOP_SECONDS`` is taken in hops, because RabbitMQ closes the channel of a
+consumer holding an unacked (delayed) message past its consumer_timeout (Dramatiq #827).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from datetime import timedelta
+from functools import cache
+
+import dramatiq
+
+from actors.url_guard import UrlGuard
+from actors.webhooks import Outcome, deliver, event_id, headers
+from models import delivery
+from models import job as jobs
+from models.db import session_scope, utcnow
+from models.errors import ChuteError
+from models.settings import current_settings
+from models.tenant import Tenant
+from models.views import iso, job_view
+
+log = logging.getLogger(__name__)
+
+#: The longest a delayed message waits in one hop (RabbitMQ's consumer_timeout is 30 min).
+MAX_HOP_SECONDS = 10 * 60
+#: Jitter added to each scheduled delay, as a fraction of it, so retries do not stampede.
+JITTER = 0.1
+
+settings = current_settings()
+
+
+@cache
+def url_guard() -> UrlGuard:
+    return UrlGuard(current_settings().webhook_allowed_hosts)
+
+
+@dramatiq.actor(actor_name="notify", queue_name=settings.queue("notify"), throws=(ChuteError,))
+def notify(job_id: str) -> None:
+    """Complete an extracted job, then deliver its ending as a webhook event."""
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id, for_update=True)
+        if job is None:
+            return
+        if job.status == jobs.PROCESSING and job.extracted_at is not None:
+            jobs.complete(job)
+        if not job.terminal or not job.webhook_url:
+            return
+        kind = f"job.{job.status}"
+        event = session.query(delivery.WebhookEvent).filter_by(job_id=job_id, type=kind).one_or_none()
+        if event is None:
+            event = delivery.WebhookEvent(
+                id=event_id(), job_id=job_id, tenant_id=job.tenant_id, type=kind, url=job.webhook_url, payload=""
+            )
+            event.payload = json.dumps(
+                {"type": kind, "timestamp": iso(utcnow()), "data": job_view(job, event)}, separators=(",", ":")
+            )
+            session.add(event)
+        pending = event.status == delivery.PENDING and event.attempts == 0
+        message_id = event.id
+    if pending:
+        attempt_delivery(message_id)
+
+
+@dramatiq.actor(actor_name="deliver_webhook", queue_name=settings.queue("notify"), max_retries=0)
+def deliver_webhook(message_id: str) -> None:
+    """A scheduled retry of one event (the schedule is ours, so Dramatiq does not retry it)."""
+    attempt_delivery(message_id)
+
+
+def attempt_delivery(message_id: str) -> Outcome | None:
+    """Make one attempt if one is due, record it, and schedule the next if it failed."""
+    cfg = current_settings()
+    with session_scope() as session:
+        event = session.get(delivery.WebhookEvent, message_id)
+        if event is None or event.status != delivery.PENDING:
+            return None
+        if event.next_attempt_at and utcnow() < event.next_attempt_at:
+            _schedule(message_id, (event.next_attempt_at - utcnow()).total_seconds())
+            return None
+        tenant = session.get(Tenant, event.tenant_id)
+        assert tenant is not None
+        secrets, url, body = tenant.signing_secrets(), event.url, event.payload.encode()
+
+    outcome = _send(url, body, secrets, message_id, cfg.webhook_timeout_seconds)
+    next_delay: float | None = None
+    with session_scope() as session:
+        event = session.get(delivery.WebhookEvent, message_id, with_for_update=True)
+        assert event is not None
+        session.add(
+            delivery.WebhookAttempt(
+                event_id=message_id,
+                url=url,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+                response_excerpt=outcome.response_excerpt,
+            )
+        )
+        event.attempts += 1
+        if outcome.ok:
+            event.status, event.delivered_at, event.next_attempt_at = delivery.DELIVERED, utcnow(), None
+        elif outcome.gone:
+            event.status = delivery.GONE
+        elif not outcome.retryable or event.attempts >= len(cfg.webhook_schedule):
+            event.status = delivery.FAILED
+        else:
+            next_delay = cfg.webhook_schedule[event.attempts] * (1 + random.uniform(0, JITTER))
+            next_delay = max(next_delay, outcome.retry_after or 0)
+            event.next_attempt_at = utcnow() + timedelta(seconds=next_delay)
+        attempts, status = event.attempts, event.status
+    log.info(
+        "webhook %s attempt %d to %s: %s (%s)", message_id, attempts, url, outcome.status_code or outcome.error, status
+    )
+    if next_delay is not None:
+        _schedule(message_id, next_delay)
+    return outcome
+
+
+def _send(url: str, body: bytes, secrets: list[str], message_id: str, timeout: float) -> Outcome:
+    guard = url_guard()
+    try:
+        guard.check_url(url)
+    except ChuteError as e:
+        return Outcome(
+            ok=False,
+            status_code=None,
+            error=e.message,
+            duration_ms=0,
+            response_excerpt="",
+            retry_after=None,
+            gone=False,
+            retryable=False,
+        )
+    signed = headers(secrets, message_id, int(time.time()), body)
+    return deliver(url, body, signed, timeout=timeout, pool=guard.pool_manager(timeout))
+
+
+def _schedule(message_id: str, delay_seconds: float) -> None:
+    hop = min(max(delay_seconds, 0.0), MAX_HOP_SECONDS)
+    deliver_webhook.send_with_options(args=(message_id,), delay=int(hop * 1000))

@@ -1,0 +1,38 @@
+"""Which exceptions are worth retrying: the Retries middleware's ``retry_when``."""
+
+from __future__ import annotations
+
+import dramatiq
+import sqlalchemy.exc
+import urllib3.exceptions
+from dramatiq.middleware import TimeLimitExceeded
+
+from models.errors import ChuteError, TransientError
+
+#: Failures of the things we depend on (network, storage, database, broker, a slow run):
+#: retried with exponential backoff and jitter. Anything else is a bug or a bad file and
+#: fails the job at once, instead of burning retries.
+TRANSIENT = (
+    TransientError,
+    dramatiq.Retry,
+    dramatiq.errors.BrokerConnectionError,
+    ConnectionError,
+    TimeoutError,
+    TimeLimitExceeded,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    urllib3.exceptions.HTTPError,
+)
+
+
+def is_transient(exception: BaseException) -> bool:
+    return isinstance(exception, TRANSIENT) and not isinstance(exception, ChuteError)
+
+
+def retry_when(max_retries: int):  # type: ignore[no-untyped-def]
+    """A ``retry_when`` predicate: transient errors, up to ``max_retries`` times."""
+
+    def predicate(retries: int, exception: BaseException) -> bool:
+        return retries < max_retries and is_transient(exception)
+
+    return predicate
