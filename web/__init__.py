@@ -1,0 +1,40 @@
+"""The HTTP API: ``create_app()`` is the one place the Flask app is assembled."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from models.settings import Settings, configure, current_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app on ``settings`` (default: the process's, from the environment).
+
+    Importing the blueprints imports ``actors``, which sets the Dramatiq broker from the
+    same settings, so the settings are fixed before that.
+    """
+    settings = configure(settings) if settings is not None else current_settings()
+
+    from actors.storage import open_store
+    from actors.url_guard import UrlGuard
+    from web import errors, jobs, service, uploads
+
+    app = Flask(__name__)
+    app.config.update(
+        CHUTE_SETTINGS=settings,
+        CHUTE_URL_GUARD=UrlGuard(settings.webhook_allowed_hosts),
+        # Werkzeug answers 413 before reading a body over this; chunk PUTs check their exact size.
+        MAX_CONTENT_LENGTH=settings.max_request_size,
+        JSON_SORT_KEYS=False,
+    )
+    errors.register(app)
+    app.register_blueprint(service.bp)
+    app.register_blueprint(uploads.bp)
+    app.register_blueprint(jobs.bp)
+    app.before_request(service.start_timer)
+    app.after_request(service.record_request)
+    try:
+        open_store(settings.storage_url).ensure_bucket()
+    except Exception:
+        app.logger.warning("object store not reachable at start; /readyz will say so", exc_info=True)
+    return app

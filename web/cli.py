@@ -1,0 +1,181 @@
+"""``chute``: the command line (dev, web, worker, migrate, keys, cleanup)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from models.settings import Settings, configure
+
+#: Stages a ``chute worker --queues`` may name.
+STAGES = ("assemble", "upload", "extract", "notify")
+
+
+def _settings() -> Settings:
+    return configure(Settings.from_env())
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from migrations import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    print(f"database at {_redact(settings.database_url)} is at the latest schema")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from models.db import session_scope
+    from models.tenant import issue_key, rotate_secret
+
+    settings = _settings()
+    with session_scope() as session:
+        if args.keys_command == "create":
+            issued = issue_key(session, args.tenant)
+            out = {"tenant": issued.tenant, "api_key": issued.api_key, "webhook_secret": issued.webhook_secret}
+        else:
+            tenant = rotate_secret(session, args.tenant, timedelta(seconds=settings.webhook_secret_overlap_seconds))
+            out = {"tenant": tenant.name, "webhook_secret": tenant.webhook_secret}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for key, value in out.items():
+            print(f"{key:15} {value}")
+        print("(shown once: store them now)")
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    _settings()
+    from actors.cleanup import sweep
+
+    print(json.dumps(sweep()))
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    settings = _settings()
+    argv = [
+        sys.executable, "-m", "gunicorn",
+        "--worker-class", "gthread",
+        "--workers", str(args.workers or settings.web_workers),
+        "--threads", str(args.threads or settings.web_threads),
+        "--bind", args.bind,
+        "--timeout", "120",
+        "--graceful-timeout", "30",
+        "--access-logfile", "-",
+        "web.wsgi:app",
+    ]  # fmt: skip
+    os.execv(sys.executable, argv)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings()
+    argv = [
+        sys.executable, "-m", "dramatiq", "actors.worker",
+        "--processes", str(args.processes or settings.worker_processes),
+        "--threads", str(args.threads or settings.worker_threads),
+    ]  # fmt: skip
+    if args.queues:
+        unknown = [q for q in args.queues if q not in STAGES]
+        if unknown:
+            print(f"unknown stage(s) {unknown}; choose from {STAGES}", file=sys.stderr)
+            return 2
+        argv += ["--queues", *(settings.queue(q) for q in args.queues)]
+    os.execv(sys.executable, argv)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Everything in one process on the embedded defaults: API, worker threads, sweeper."""
+    settings = Settings.from_env()
+    if not settings.webhook_allowed_hosts:
+        settings = dataclasses.replace(settings, webhook_allowed_hosts=("loopback",))
+    configure(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    from dramatiq import Worker
+    from werkzeug.serving import run_simple
+
+    from migrations import upgrade
+    from models.db import session_scope
+    from models.tenant import issue_key
+    from web import create_app
+
+    upgrade(settings.database_url)
+    app = create_app(settings)
+    from actors import broker
+
+    with session_scope() as session:
+        issued = issue_key(session, args.tenant)
+    host, _, port = args.bind.rpartition(":")
+    url = f"http://{host}:{port}"
+    print(f"\n  chute is running at {url}\n  tenant:         {issued.tenant}\n  API key:        {issued.api_key}"
+          f"\n  webhook secret: {issued.webhook_secret}\n  try: curl -H 'Authorization: Bearer {issued.api_key}' "
+          f"{url}/v1/jobs\n", flush=True)  # fmt: skip
+    worker = Worker(broker, worker_threads=args.threads or 4)
+    worker.start()
+    try:
+        run_simple(host, int(port), app, threaded=True, use_reloader=False)
+    finally:
+        worker.stop()
+    return 0
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chute", description="File intake service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="all-in-one on the embedded defaults; prints URL and API key")
+    dev.add_argument("--bind", default="127.0.0.1:8000")
+    dev.add_argument("--tenant", default="dev")
+    dev.add_argument("--threads", type=int, default=0)
+    dev.set_defaults(func=cmd_dev)
+
+    web = sub.add_parser("web", help="the API under gunicorn")
+    web.add_argument("--bind", default="127.0.0.1:8000")
+    web.add_argument("--workers", type=int, default=0)
+    web.add_argument("--threads", type=int, default=0)
+    web.set_defaults(func=cmd_web)
+
+    worker = sub.add_parser("worker", help="Dramatiq worker processes")
+    worker.add_argument("--processes", type=int, default=0)
+    worker.add_argument("--threads", type=int, default=0)
+    worker.add_argument("--queues", nargs="+", metavar="STAGE", help=f"only these stages: {', '.join(STAGES)}")
+    worker.set_defaults(func=cmd_worker)
+
+    sub.add_parser("migrate", help="alembic upgrade head").set_defaults(func=cmd_migrate)
+    sub.add_parser("cleanup", help="expire abandoned uploads, re-send lost jobs").set_defaults(func=cmd_cleanup)
+
+    keys = sub.add_parser("keys", help="API keys and webhook secrets")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    for name, help_text in (
+        ("create", "a new API key (and the tenant, if new)"),
+        ("rotate-secret", "a new webhook secret"),
+    ):
+        p = keys_sub.add_parser(name, help=help_text)
+        p.add_argument("--tenant", required=True)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

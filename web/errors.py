@@ -1,0 +1,72 @@
+"""ApiError rendering: every error is ``{"error": {"code", "message", "details"}}`` with its status.
+
+Domain errors map to statuses by class; Werkzeug's own HTTP errors (404 route, 405, 413 from
+MAX_CONTENT_LENGTH, 400/415 from get_json) get the same JSON shape; anything unexpected is
+logged and answered 500 without leaking internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from models import errors
+
+log = logging.getLogger(__name__)
+
+#: HTTP status of each domain error family.
+STATUS: dict[type[Exception], int] = {
+    errors.BadRequest: 400,
+    errors.Unauthorized: 401,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.TooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.Invalid: 422,
+    errors.FileRejected: 422,
+    errors.BrokerUnavailable: 503,
+    errors.StorageUnavailable: 503,
+}
+
+
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> ResponseReturnValue:
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    response = jsonify(body)
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="chute"'
+    return response
+
+
+def _status_of(error: Exception) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(errors.ChuteError)
+    def chute_error(error: errors.ChuteError) -> ResponseReturnValue:
+        return error_response(_status_of(error), error.code, error.message, error.details)
+
+    @app.errorhandler(errors.TransientError)
+    def transient_error(error: errors.TransientError) -> ResponseReturnValue:
+        log.warning("dependency unavailable: %s", error)
+        response = error_response(_status_of(error), error.code, error.message)
+        response.headers["Retry-After"] = "5"  # type: ignore[union-attr]
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> ResponseReturnValue:
+        code = (error.name or "error").lower().replace(" ", "_").replace("'", "")
+        return error_response(error.code or 500, code, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> ResponseReturnValue:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "an unexpected error occurred")

@@ -1,0 +1,184 @@
+"""Chunked, resumable uploads: create, put chunks in any order, resume, complete, cancel."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Blueprint, current_app, request, url_for
+from flask.typing import ResponseReturnValue
+
+from actors.cancel import cancel_upload
+from actors.pipeline import publish_job
+from actors.url_guard import UrlGuard
+from models import job as jobs
+from models import staging
+from models import upload as uploads
+from models.db import session_scope
+from models.delivery import latest_event
+from models.errors import Conflict, Invalid
+from models.settings import Settings
+from models.views import iso, job_view
+from web import schemas
+from web.auth import require_tenant, tenant_id
+from web.staging_io import HashingWriter, copy_body, parse_content_digest, temp_path
+
+bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")
+bp.before_request(require_tenant)
+
+
+def settings() -> Settings:
+    return current_app.config["CHUTE_SETTINGS"]
+
+
+def check_webhook_url(url: str | None) -> str | None:
+    """Refuse a webhook URL that points inside the network (422) when the job is created."""
+    if url is None:
+        return None
+    if not isinstance(url, str) or len(url) > 2000:
+        raise Invalid("webhook_url must be a URL", code="invalid_field", details={"field": "webhook_url"})
+    guard: UrlGuard = current_app.config["CHUTE_URL_GUARD"]
+    guard.check_url(url)
+    return url
+
+
+def upload_view(upload: uploads.Upload, received: list[uploads.Chunk]) -> dict[str, Any]:
+    return {
+        "upload_id": upload.id,
+        "filename": upload.filename,
+        "content_type": upload.content_type,
+        "size": upload.size,
+        "sha256": upload.sha256,
+        "chunk_size": upload.chunk_size,
+        "chunk_count": upload.chunk_count,
+        "status": upload.status,
+        "received": [c.index for c in received],
+        "missing": uploads.missing_indexes(upload, received),
+        "bytes_received": sum(c.size for c in received),
+        "job_id": upload.job_id,
+        "metadata": upload.meta or {},
+        "created_at": iso(upload.created_at),
+        "expires_at": iso(upload.expires_at),
+    }
+
+
+@bp.post("")
+def create() -> ResponseReturnValue:
+    body = schemas.json_body()
+    size = schemas.field(body, "size", int, required=True)
+    if size < 0:
+        raise Invalid("size must be 0 or more", code="invalid_field", details={"field": "size"})
+    with session_scope() as session:
+        upload = uploads.create_upload(
+            session,
+            tenant_id(),
+            settings(),
+            filename=schemas.filename(schemas.field(body, "filename", str, required=True)),
+            size=size,
+            content_type=schemas.field(body, "content_type", str),
+            sha256=schemas.sha256_hex(schemas.field(body, "sha256", str)),
+            chunk_size=schemas.field(body, "chunk_size", int),
+            webhook_url=check_webhook_url(body.get("webhook_url")),
+            metadata=schemas.metadata(body.get("metadata")),
+        )
+        view = upload_view(upload, [])
+    location = url_for("uploads.show", upload_id=view["upload_id"])
+    return (
+        {k: view[k] for k in ("upload_id", "chunk_size", "chunk_count", "status", "expires_at")},
+        201,
+        {"Location": location},
+    )
+
+
+@bp.put("/<upload_id>/chunks/<int:index>")
+def put_chunk(upload_id: str, index: int) -> ResponseReturnValue:
+    """Stream one chunk to staging while hashing it; store it only if size and digest match."""
+    declared = parse_content_digest(request.headers.get("Content-Digest"))
+    with session_scope() as session:
+        upload = uploads.get_upload(session, tenant_id(), upload_id)
+        uploads.ensure_receiving(upload)
+        expected = uploads.check_chunk_index(upload, index)
+    if request.content_length is not None and request.content_length != expected:
+        raise Invalid(
+            f"chunk {index} must be {expected} bytes, not {request.content_length}",
+            code="chunk_size_mismatch",
+            details={"expected": expected, "received": request.content_length},
+        )
+    directory = staging.upload_dir(settings().staging_dir, upload_id)
+    writer = HashingWriter(temp_path(directory, f"{index:06d}"))
+    try:
+        copy_body(request.stream, writer, expected)
+        if writer.size != expected:
+            raise Invalid(
+                f"chunk {index} must be {expected} bytes, got {writer.size}",
+                code="chunk_size_mismatch",
+                details={"expected": expected, "received": writer.size},
+            )
+        if declared is not None and declared != writer.sha256:
+            raise Invalid(
+                "the chunk does not match its Content-Digest",
+                code="checksum_mismatch",
+                details={"index": index, "expected": declared, "actual": writer.sha256},
+            )
+        with session_scope() as session:
+            # Under the upload's row lock, so a chunk cannot land after complete took the manifest.
+            upload = uploads.get_upload(session, tenant_id(), upload_id, for_update=True)
+            uploads.ensure_receiving(upload)
+            writer.finish(staging.chunk_path(settings().staging_dir, upload_id, index))
+            uploads.record_chunk(session, upload, index, writer.size, writer.sha256)
+    finally:
+        if os.path.exists(writer.path):
+            writer.discard()
+    return {"index": index, "size": writer.size, "sha256": writer.sha256}
+
+
+@bp.get("/<upload_id>")
+def show(upload_id: str) -> ResponseReturnValue:
+    with session_scope() as session:
+        upload = uploads.get_upload(session, tenant_id(), upload_id)
+        return upload_view(upload, uploads.chunks(session, upload_id))
+
+
+@bp.post("/<upload_id>/complete")
+def complete(upload_id: str) -> ResponseReturnValue:
+    """Create the upload's job (once: calling again returns the same job) and start it."""
+    with session_scope() as session:
+        upload = uploads.get_upload(session, tenant_id(), upload_id, for_update=True)
+        if upload.job_id is not None:
+            job = jobs.load_job(session, upload.job_id)
+            assert job is not None
+        else:
+            uploads.ensure_receiving(upload)
+            missing = uploads.missing_indexes(upload, uploads.chunks(session, upload_id))
+            if missing:
+                raise Conflict(
+                    f"{len(missing)} of {upload.chunk_count} chunks are missing",
+                    code="incomplete_upload",
+                    details={"missing": missing[:1000], "missing_count": len(missing)},
+                )
+            job = jobs.create_job(session, upload)
+        job_id, status, enqueued = job.id, job.status, job.enqueued_at is not None
+    if not enqueued:
+        publish_job(job_id)
+    body = {"job_id": job_id, "upload_id": upload_id, "status": status}
+    return body, 202, {"Location": url_for("jobs.show", job_id=job_id)}
+
+
+@bp.get("/<upload_id>/status")
+def status(upload_id: str) -> ResponseReturnValue:
+    with session_scope() as session:
+        upload = uploads.get_upload(session, tenant_id(), upload_id)
+        if upload.job_id is None:
+            raise Conflict(
+                f"the upload is {upload.status} and has no job yet",
+                code="upload_not_complete",
+                details={"status": upload.status},
+            )
+        job = jobs.get_job(session, tenant_id(), upload.job_id)
+        return job_view(job, latest_event(session, job.id))
+
+
+@bp.delete("/<upload_id>")
+def cancel(upload_id: str) -> ResponseReturnValue:
+    upload, job_id = cancel_upload(tenant_id(), upload_id)
+    return {"upload_id": upload.id, "status": upload.status, "job_id": job_id}, 202

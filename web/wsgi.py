@@ -1,0 +1,5 @@
+"""gunicorn's target: ``web.wsgi:app``."""
+
+from web import create_app
+
+app = create_app()
