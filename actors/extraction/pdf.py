@@ -1,0 +1,301 @@
+"""PDF extraction with pypdf: document info, text per page, the full text and a preview.
+
+pypdf bounds its own work on hostile files (decompressed sizes, page tree size and depth,
+parsing budgets) and raises :class:`pypdf.errors.LimitReachedError` past them; the child
+process limits of :mod:`actors.extraction.sandbox` bound whatever those do not cover.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from pypdf import PageObject, PasswordType, PdfReader
+from pypdf.errors import DependencyError, LimitReachedError, PyPdfError
+from pypdf.generic import DictionaryObject
+
+from actors.extraction.derivatives import THUMB_QUALITY, for_output, save
+from actors.extraction.limits import ExtractLimits
+from actors.extraction.result import Derivative, Extraction
+from models.errors import FileRejected
+
+logger = logging.getLogger(__name__)
+
+#: What pypdf raises (besides its own errors) when a malformed file trips its parser.
+PARSE_ERRORS: tuple[type[BaseException], ...] = (
+    PyPdfError,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    AssertionError,
+    RecursionError,
+    OverflowError,
+    struct.error,
+    zlib.error,
+    UnicodeError,
+    Warning,
+)
+
+#: Longest metadata string reported; longer values are cut.
+MAX_METADATA_CHARS = 1024
+
+_VERSION = re.compile(r"%PDF-(\d+\.\d+)")
+
+#: Form feed between pages in ``text.txt``, as pdftotext does, so pages can be split again.
+PAGE_SEPARATOR = "\f"
+
+
+def extract_pdf(path: Path, out_dir: Path, limits: ExtractLimits) -> Extraction:
+    """Read the PDF at ``path``; write ``text.txt`` and the page-1 ``preview`` into ``out_dir``.
+
+    An encrypted PDF whose empty user password does not open it is not an error: it is
+    reported with ``locked: true``, its declared page count and no text.
+
+    Raises:
+        FileRejected: ``corrupt_file``, ``too_many_pages``, ``decompression_bomb`` (a pypdf
+            limit was reached) or ``unsupported_file`` (an encryption pypdf cannot handle).
+    """
+    with open(path, "rb") as fh:
+        with _reading():
+            reader = PdfReader(fh, strict=False)
+            encrypted = reader.is_encrypted
+            locked = encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED
+            version = _version(reader, locked)
+            if locked:
+                page_count = _declared_page_count(reader)
+                _check_page_count(page_count, limits)
+                document = _document(page_count, version, True, True, _empty_metadata())
+                document["pages"] = [{"number": n, "text": ""} for n in range(1, page_count + 1)]
+                return Extraction(kind="pdf", mime="application/pdf", document=document)
+            _check_page_count(_declared_page_count(reader), limits)
+            pages = reader.pages
+            page_count = len(pages)
+            _check_page_count(page_count, limits)
+            metadata = _metadata(reader)
+        document = _document(page_count, version, encrypted, False, metadata)
+        derivatives = _write_text(pages, out_dir, limits, document)
+        preview = _preview(pages[0], out_dir, limits) if page_count else None
+    if preview is not None:
+        derivatives.append(preview)
+    return Extraction(kind="pdf", mime="application/pdf", document=document, derivatives=derivatives)
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """Turn pypdf's failures on a malformed file into :class:`FileRejected`, once, here."""
+    try:
+        yield
+    except FileRejected:
+        raise
+    except LimitReachedError as exc:
+        raise FileRejected(f"PDF over a parsing limit: {exc}", code="decompression_bomb") from None
+    except (NotImplementedError, DependencyError) as exc:
+        raise FileRejected(f"unsupported PDF feature: {exc}", code="unsupported_file") from None
+    except PARSE_ERRORS as exc:
+        raise FileRejected(f"corrupt PDF: {exc}", code="corrupt_file") from None
+
+
+def _check_page_count(count: int, limits: ExtractLimits) -> None:
+    if count > limits.max_pdf_pages:
+        raise FileRejected(
+            f"PDF has {count} pages, more than the limit of {limits.max_pdf_pages}",
+            code="too_many_pages",
+            details={"page_count": count, "max_pages": limits.max_pdf_pages},
+        )
+
+
+def _declared_page_count(reader: PdfReader) -> int:
+    """The page tree's ``/Count``, read without flattening the tree (cheap, and possible when locked).
+
+    The page tree holds no strings or streams, so it is readable without the decryption key;
+    pypdf guards it anyway, hence the same override it uses while checking passwords.
+    """
+    override = getattr(reader, "_override_encryption", False)
+    reader._override_encryption = True
+    try:
+        pages = reader.trailer["/Root"].get_object()["/Pages"].get_object()
+        count = pages.get("/Count")
+    finally:
+        reader._override_encryption = override
+    if not isinstance(count, int) or count < 0:
+        raise FileRejected("PDF page tree has no valid /Count", code="corrupt_file")
+    return int(count)
+
+
+def _version(reader: PdfReader, locked: bool) -> str | None:
+    """The header's version, or the catalog's ``/Version`` when that is later (PDF 1.4+ allows it)."""
+    match = _VERSION.match(reader.pdf_header)
+    version = match.group(1) if match else None
+    if not locked:
+        catalog = reader.trailer["/Root"].get_object()
+        declared = catalog.get("/Version") if isinstance(catalog, DictionaryObject) else None
+        if declared is not None and re.fullmatch(r"/?\d+\.\d+", str(declared)):
+            candidate = str(declared).lstrip("/")
+            if version is None or _version_key(candidate) > _version_key(version):
+                version = candidate
+    return version
+
+
+def _version_key(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")
+    return int(major), int(minor)
+
+
+def _document(
+    page_count: int, version: str | None, encrypted: bool, locked: bool, metadata: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "page_count": page_count,
+        "version": version,
+        "encrypted": encrypted,
+        "locked": locked,
+        "metadata": metadata,
+        "pages": [],
+        "text_truncated": False,
+        "unreadable_pages": [],
+    }
+
+
+def _empty_metadata() -> dict[str, Any]:
+    keys = ("title", "author", "subject", "creator", "producer", "created", "modified")
+    return dict.fromkeys(keys)
+
+
+def _metadata(reader: PdfReader) -> dict[str, Any]:
+    """Document info with dates as ISO 8601; an unparsable date is None, not an error."""
+    metadata = _empty_metadata()
+    info = reader.metadata
+    if info is None:
+        return metadata
+    for key in ("title", "author", "subject", "creator", "producer"):
+        metadata[key] = _text(getattr(info, key))
+    metadata["created"] = _iso(lambda: info.creation_date)
+    metadata["modified"] = _iso(lambda: info.modification_date)
+    return metadata
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    return _clean(value).strip()[:MAX_METADATA_CHARS] or None
+
+
+def _iso(read: Any) -> str | None:
+    try:
+        value = read()
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return value.isoformat() if isinstance(value, datetime) else None
+
+
+def _clean(text: str) -> str:
+    """Text that JSON, UTF-8 files and PostgreSQL all accept: no NULs, no lone surrogates."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _write_text(pages: Any, out_dir: Path, limits: ExtractLimits, document: dict[str, Any]) -> list[Derivative]:
+    """Stream each page's text to ``text.txt`` and keep a bounded prefix of it in ``document``.
+
+    Only one page's text is in memory at a time. A page whose text pypdf cannot extract is
+    listed in ``unreadable_pages`` and has empty text; a pypdf limit still rejects the file.
+    """
+    path = out_dir / "text.txt"
+    budget = limits.max_text_bytes_in_result
+    has_text = False
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        for number in range(1, len(pages) + 1):
+            text = _page_text(pages, number, document)
+            has_text = has_text or bool(text.strip())
+            if number > 1:
+                out.write(PAGE_SEPARATOR)
+            out.write(text)
+            size = len(text.encode("utf-8"))
+            if not document["text_truncated"] and size <= budget:
+                budget -= size
+            else:
+                document["text_truncated"] = True
+                text = ""
+            document["pages"].append({"number": number, "text": text})
+    if not has_text:
+        path.unlink()
+        return []
+    return [Derivative(name="text", filename=path.name, content_type="text/plain; charset=utf-8", path=path)]
+
+
+def _page_text(pages: Any, number: int, document: dict[str, Any]) -> str:
+    try:
+        with _reading():
+            page: PageObject = pages[number - 1]
+            return _clean(page.extract_text() or "")
+    except FileRejected as exc:
+        if exc.code != "corrupt_file":
+            raise
+        logger.info("no text from page %d: %s", number, exc.message)
+        document["unreadable_pages"].append(number)
+        return ""
+
+
+def _preview(page: PageObject, out_dir: Path, limits: ExtractLimits) -> Derivative | None:
+    """A thumbnail of the largest image drawn on page 1, if there is one.
+
+    Best effort: a broken or oversized image gives no preview rather than failing the file.
+    Sizes are read from the image dictionaries, so an oversized image is never decoded.
+    """
+    try:
+        with _reading():
+            name = _largest_image(page, limits)
+            if name is None:
+                return None
+            image = page.images[name].image
+            if image is None:
+                return None
+            image.load()
+    except FileRejected as exc:
+        if exc.code == "decompression_bomb":
+            raise
+        logger.info("no preview: %s", exc.message)
+        return None
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        logger.info("no preview: %s", exc)
+        return None
+    size = max(limits.thumbnail_sizes)
+    image = for_output(image, limits.derivative_format)
+    if max(image.size) > size:
+        image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return save(image, out_dir, "preview", limits, THUMB_QUALITY)
+
+
+def _largest_image(page: PageObject, limits: ExtractLimits) -> str | None:
+    """The name of the page's largest image XObject within the pixel limit."""
+    resources = page.get("/Resources")
+    resources = resources.get_object() if resources is not None else None
+    if not isinstance(resources, DictionaryObject):
+        return None
+    xobjects = resources.get("/XObject")
+    xobjects = xobjects.get_object() if xobjects is not None else None
+    if not isinstance(xobjects, DictionaryObject):
+        return None
+    best: tuple[int, str] | None = None
+    for name, ref in xobjects.items():
+        obj = ref.get_object()
+        if not isinstance(obj, DictionaryObject) or obj.get("/Subtype") != "/Image":
+            continue
+        width, height = obj.get("/Width"), obj.get("/Height")
+        if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
+            continue
+        pixels = width * height
+        if pixels <= limits.max_image_pixels and (best is None or pixels > best[0]):
+            best = (pixels, str(name))
+    return best[1] if best else None
