@@ -28,20 +28,24 @@ from models.settings import Settings, current_settings
 
 
 def build_middleware(settings: Settings) -> list[Middleware]:
-    """Dramatiq's own middleware, tuned, plus ours (JobTracking must follow Retries)."""
+    """Dramatiq's own middleware, tuned, plus ours.
+
+    Dramatiq runs ``after_*`` hooks in reverse list order: JobTracking sits before Retries so
+    that its ``after_process_message`` runs after Retries has decided whether the message failed.
+    """
     middleware: list[Middleware] = [
         AgeLimit(),
         TimeLimit(time_limit=settings.stage_time_limit_ms),
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
+        JobTracking(max_attempts=settings.max_stage_attempts),
         Retries(
             max_retries=settings.max_retries,
             min_backoff=settings.min_backoff_ms,
             max_backoff=settings.max_backoff_ms,
             retry_when=retry_when(settings.max_retries),
         ),
-        JobTracking(max_attempts=settings.max_stage_attempts),
         CurrentMessage(),
         Sweeper(interval=settings.sweep_interval_seconds),
     ]

@@ -59,7 +59,15 @@ def notify(job_id: str) -> None:
         event = session.query(delivery.WebhookEvent).filter_by(job_id=job_id, type=kind).one_or_none()
         if event is None:
             event = delivery.WebhookEvent(
-                id=event_id(), job_id=job_id, tenant_id=job.tenant_id, type=kind, url=job.webhook_url, payload=""
+                id=event_id(),
+                job_id=job_id,
+                tenant_id=job.tenant_id,
+                type=kind,
+                url=job.webhook_url,
+                payload="",
+                status=delivery.PENDING,
+                attempts=0,
+                created_at=utcnow(),
             )
             event.payload = json.dumps(
                 {"type": kind, "timestamp": iso(utcnow()), "data": job_view(job, event)}, separators=(",", ":")

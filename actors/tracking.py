@@ -27,7 +27,8 @@ class JobTracking(Middleware):
     the job is marked failed with a specific code, its partial upload is aborted, and the
     notify stage is sent so the client hears of it.
 
-    Must come after Retries in the middleware list: it reads ``message.failed``.
+    Must come *before* Retries in the middleware list: Dramatiq runs after-hooks in reverse
+    order, and this one reads the ``message.failed`` that Retries sets.
 
     Parameters:
         max_attempts: Attempts of one stage before the job fails with ``too_many_attempts``.

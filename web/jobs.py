@@ -50,7 +50,12 @@ def create_batch() -> ResponseReturnValue:
     incoming = Path(cfg.staging_dir) / "incoming"
     writers: list[HashingWriter] = []
 
-    def stream_factory(total: int | None, content_type: str | None, filename: str | None, length: int | None):  # type: ignore[no-untyped-def]
+    def stream_factory(
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None,
+        content_length: int | None = None,
+    ) -> HashingWriter:
         if len(writers) >= cfg.max_files_per_request:
             raise TooLarge(f"at most {cfg.max_files_per_request} files per request", code="too_many_files")
         writer = HashingWriter(temp_path(incoming, secrets.token_hex(8)))
