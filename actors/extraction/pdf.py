@@ -208,8 +208,9 @@ def _clean(text: str) -> str:
 def _write_text(pages: Any, out_dir: Path, limits: ExtractLimits, document: dict[str, Any]) -> list[Derivative]:
     """Stream each page's text to ``text.txt`` and keep a bounded prefix of it in ``document``.
 
-    Only one page's text is in memory at a time. A page whose text pypdf cannot extract is
-    listed in ``unreadable_pages`` and has empty text; a pypdf limit still rejects the file.
+    Only one page's text is in memory at a time. A page whose text pypdf cannot extract
+    (broken or unsupported stream) is listed in ``unreadable_pages`` with empty text, rather
+    than failing a whole book for one page; a pypdf limit still rejects the file.
     """
     path = out_dir / "text.txt"
     budget = limits.max_text_bytes_in_result
@@ -240,7 +241,7 @@ def _page_text(pages: Any, number: int, document: dict[str, Any]) -> str:
             page: PageObject = pages[number - 1]
             return _clean(page.extract_text() or "")
     except FileRejected as exc:
-        if exc.code != "corrupt_file":
+        if exc.code not in ("corrupt_file", "unsupported_file"):
             raise
         logger.info("no text from page %d: %s", number, exc.message)
         document["unreadable_pages"].append(number)

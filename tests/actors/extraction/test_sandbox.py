@@ -1,0 +1,158 @@
+"""The isolated child: limits that hold, outcomes mapped to codes, a worker that survives."""
+
+from __future__ import annotations
+
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from actors.extraction import ExtractLimits, extract_file
+from actors.extraction.sandbox import ChildError, _outcome, run_isolated
+from models.errors import FileRejected
+from tests.actors.extraction import corpus
+from tests.actors.extraction.pdf_factory import make_pdf
+
+#: A 12000² bilevel PNG: 20 KB on disk, 144 MB once decoded; allowed by its pixel count here.
+BIG = {"max_image_pixels": 200_000_000}
+
+
+@pytest.fixture(scope="module")
+def big_png() -> bytes:
+    return corpus.bilevel_png(12_000)
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_memory_limit_rejects_the_file_and_the_next_one_works(
+    tmp_path: Path, out_dir: Path, big_png: bytes
+) -> None:
+    limits = ExtractLimits(memory_limit_mb=192, **BIG)
+    with pytest.raises(FileRejected) as caught:
+        extract_file(write(tmp_path, "big.png", big_png), out_dir, limits)
+    assert caught.value.code == "extraction_limit_exceeded"
+
+    result = extract_file(write(tmp_path, "photo.jpg", corpus.photo("JPEG")), out_dir, limits)
+    assert result.image is not None and result.image["width"] == 400
+
+
+def test_wall_clock_limit_kills_the_child(tmp_path: Path, out_dir: Path, big_png: bytes) -> None:
+    limits = ExtractLimits(time_limit_seconds=0.3, **BIG)
+    with pytest.raises(FileRejected) as caught:
+        extract_file(write(tmp_path, "big.png", big_png), out_dir, limits)
+    assert caught.value.code == "extraction_timeout"
+    assert caught.value.details == {"time_limit_seconds": 0.3}
+
+
+def test_within_its_limits_the_big_image_is_extracted(tmp_path: Path, out_dir: Path, big_png: bytes) -> None:
+    extraction, stats = run_isolated(write(tmp_path, "big.png", big_png), out_dir, ExtractLimits(**BIG))
+
+    assert extraction.image is not None and extraction.image["mode"] == "1"
+    assert {d.name: (d.width, d.height) for d in extraction.derivatives}["web"] == (2048, 2048)
+    # The child decoded 144 MB of pixels; its peak RSS says so.
+    assert stats.max_rss_kb > 144_000
+    assert stats.cpu_seconds > 0 and stats.wall_seconds >= stats.cpu_seconds * 0.5
+
+
+def test_out_dir_holds_only_the_derivatives(tmp_path: Path, out_dir: Path) -> None:
+    result = extract_file(write(tmp_path, "doc", make_pdf([["Hello"]])), out_dir, ExtractLimits())
+
+    assert sorted(p.name for p in out_dir.iterdir()) == [d.filename for d in result.derivatives] == ["text.txt"]
+
+
+def test_concurrent_extractions_from_worker_threads(tmp_path: Path) -> None:
+    """The caller runs in Dramatiq worker threads: children start safely from several at once."""
+    files = {
+        "a.pdf": make_pdf([["Alpha"], ["Beta"]]),
+        "b.png": corpus.photo("PNG"),
+        "c.gif": corpus.animated_gif(3),
+        "d.jpg": corpus.photo("JPEG"),
+    }
+
+    def run(job: tuple[int, str]) -> tuple[str, str, int]:
+        index, name = job
+        out = tmp_path / f"out-{index}"
+        out.mkdir()
+        result = extract_file(write(tmp_path, f"{index}-{name}", files[name]), out, ExtractLimits())
+        assert all(d.path.parent == out for d in result.derivatives)
+        return name, result.kind, len(result.derivatives)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = sorted(pool.map(run, enumerate(sorted(files) * 2)))
+
+    expected = [("a.pdf", "pdf", 1), ("b.png", "image", 3), ("c.gif", "image", 3), ("d.jpg", "image", 3)]
+    assert outcomes == sorted(expected * 2)
+
+
+# --- How a child's end is turned into an outcome -----------------------------------------------
+
+
+def outcome(exitcode: int | None, reply: dict | None, out_dir: Path, *, timed_out: bool = False) -> None:
+    _outcome(exitcode, timed_out, reply, out_dir, ExtractLimits(time_limit_seconds=5), 0.1)
+
+
+@pytest.mark.parametrize(
+    ("exitcode", "timed_out", "code"),
+    [
+        (None, True, "extraction_timeout"),
+        (-signal.SIGKILL, True, "extraction_timeout"),
+        (-signal.SIGXCPU, False, "extraction_timeout"),
+        (-signal.SIGKILL, False, "extraction_limit_exceeded"),
+        (-signal.SIGSEGV, False, "extraction_crashed"),
+        (-signal.SIGABRT, False, "extraction_crashed"),
+    ],
+)
+def test_child_killed_by_a_signal(out_dir: Path, exitcode: int | None, timed_out: bool, code: str) -> None:
+    with pytest.raises(FileRejected) as caught:
+        outcome(exitcode, None, out_dir, timed_out=timed_out)
+    assert caught.value.code == code
+
+
+def test_child_reply_carries_the_files_rejection(out_dir: Path) -> None:
+    reply = {"rejected": {"code": "too_many_pages", "message": "no", "details": {"page_count": 9}}}
+    with pytest.raises(FileRejected) as caught:
+        outcome(0, reply, out_dir)
+    rejected = caught.value
+    assert (rejected.code, rejected.message, rejected.details) == ("too_many_pages", "no", {"page_count": 9})
+
+
+def test_out_of_memory_reply(out_dir: Path) -> None:
+    with pytest.raises(FileRejected) as caught:
+        outcome(0, {"limit_exceeded": True}, out_dir)
+    assert caught.value.code == "extraction_limit_exceeded"
+
+
+@pytest.mark.parametrize(
+    ("exitcode", "reply"),
+    [(0, {"error": "TypeError: a bug", "traceback": "..."}), (1, None), (0, None)],
+)
+def test_unexpected_failures_are_not_blamed_on_the_file(out_dir: Path, exitcode: int, reply: dict | None) -> None:
+    with pytest.raises(ChildError):
+        outcome(exitcode, reply, out_dir)
+
+
+def derivative_reply(path: Path) -> dict:
+    derivative = {"name": "web", "filename": "web.jpg", "content_type": "image/jpeg", "path": str(path)}
+    return {"ok": {"kind": "image", "mime": "image/png", "derivatives": [derivative]}}
+
+
+def test_derivative_outside_out_dir_is_refused(tmp_path: Path, out_dir: Path) -> None:
+    secret = write(tmp_path, "settings.env", b"CHUTE_DATABASE_URL=postgresql://secret")
+    link = out_dir / "web.jpg"
+    link.symlink_to(secret)
+
+    for path in (secret, link, out_dir / "missing.jpg"):
+        with pytest.raises(FileRejected) as caught:
+            outcome(0, derivative_reply(path), out_dir)
+        assert caught.value.code == "extraction_crashed"
+
+
+def test_nonsense_reply_is_refused(out_dir: Path) -> None:
+    with pytest.raises(FileRejected) as caught:
+        outcome(0, {"ok": {"kind": "image"}}, out_dir)
+    assert caught.value.code == "extraction_crashed"
