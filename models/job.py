@@ -44,8 +44,10 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
     stage: Mapped[str | None] = mapped_column(String(16))
     progress: Mapped[float] = mapped_column(Float, default=0.0)
-    #: Attempts of the current stage, counted when a worker starts it.
+    #: Stage runs started for this job (3 for a clean run; retries and redeliveries add to it).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Runs of the current stage, checked against ``max_stage_attempts``.
+    stage_attempts: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     webhook_url: Mapped[str | None] = mapped_column(Text)
@@ -95,6 +97,7 @@ def create_job(session: Session, upload: Upload) -> Job:
         status=QUEUED,
         progress=0.0,
         attempts=0,
+        stage_attempts=0,
     )
     session.add(job)
     upload.status = COMPLETE
@@ -154,13 +157,14 @@ def begin_stage(session: Session, job_id: str, stage: str, max_attempts: int) ->
     marker = STAGE_MARKERS.get(stage)
     if marker and getattr(job, marker) is not None:
         return StageVerdict.DONE
-    attempts = job.attempts + 1 if job.stage == stage else 1
+    attempts = job.stage_attempts + 1 if job.stage == stage else 1
     if attempts > max_attempts:
         fail(job, "too_many_attempts", f"the {stage} stage was started {max_attempts} times without finishing")
         raise FileRejected(job.error_message or "", code="too_many_attempts")
     job.status = PROCESSING
     job.stage = stage
-    job.attempts = attempts
+    job.stage_attempts = attempts
+    job.attempts += 1
     job.started_at = job.started_at or utcnow()
     job.progress = max(job.progress, STAGE_SPAN[stage][0])
     return StageVerdict.RUN
@@ -183,7 +187,7 @@ def advance(job: Job, finished_stage: str) -> None:
     setattr(job, marker, utcnow())
     following = STAGES[STAGES.index(finished_stage) + 1]
     job.stage = following
-    job.attempts = 0
+    job.stage_attempts = 0
     job.progress = max(job.progress, STAGE_SPAN[following][0])
 
 

@@ -89,6 +89,7 @@ def upgrade() -> None:
         sa.Column("stage", sa.String(length=16), nullable=True),
         sa.Column("progress", sa.Float(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("stage_attempts", sa.Integer(), nullable=False),
         sa.Column("error_code", sa.String(length=64), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("webhook_url", sa.Text(), nullable=True),
