@@ -85,7 +85,8 @@ def write_scaled(base: Image.Image, targets: list[Target], out_dir: Path, limits
     """Write one derivative per target from ``base`` (already upright and in an output mode).
 
     Each target is scaled from the previous, larger one, so a 64-megapixel original is
-    resampled once, not once per thumbnail. Images are never enlarged.
+    resampled once, not once per thumbnail (Pillow's thumbnail: a box reduction, then bicubic).
+    Images are never enlarged.
     """
     icc_profile = base.info.get("icc_profile")
     written: dict[str, Derivative] = {}
@@ -93,7 +94,7 @@ def write_scaled(base: Image.Image, targets: list[Target], out_dir: Path, limits
     for target in sorted(targets, key=lambda t: t.long_side, reverse=True):
         if max(current.size) > target.long_side:
             current = current.copy()
-            current.thumbnail((target.long_side, target.long_side), Image.Resampling.LANCZOS)
+            current.thumbnail((target.long_side, target.long_side))
         written[target.name] = save(current, out_dir, target.name, limits, target.quality, icc_profile)
     return [written[t.name] for t in targets]
 

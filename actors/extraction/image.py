@@ -118,7 +118,7 @@ def _decode_reduced(im: Image.Image, limits: ExtractLimits) -> Image.Image:
         if base.mode in ("P", "PA", "1"):
             base = for_output(base, limits.derivative_format)
         if max(base.size) > largest:
-            base.thumbnail((largest, largest), Image.Resampling.LANCZOS)
+            base.thumbnail((largest, largest))
         return base
     except BOMB_ERRORS as exc:
         raise _bomb(exc) from None

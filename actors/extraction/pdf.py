@@ -274,7 +274,7 @@ def _preview(page: PageObject, out_dir: Path, limits: ExtractLimits) -> Derivati
     size = max(limits.thumbnail_sizes)
     image = for_output(image, limits.derivative_format)
     if max(image.size) > size:
-        image.thumbnail((size, size), Image.Resampling.LANCZOS)
+        image.thumbnail((size, size))
     return save(image, out_dir, "preview", limits, THUMB_QUALITY)
 
 
