@@ -12,7 +12,7 @@ of the multiprocessing fork server, not of this process, so ``RUSAGE_CHILDREN`` 
 sees it.) In-process runs are sampled by a thread reading ``/proc/self/statm``, since this
 process's ``ru_maxrss`` only ever grows.
 
-    python -m bench extract [--quick] [--pages N] [--megapixels M] [--repeat R]
+    python -m bench extract [--quick] [--json-only] [--pages N] [--megapixels M] [--repeat R]
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         figures = run(work, pages=args.pages, megapixels=args.megapixels, repeat=args.repeat)
     print(json.dumps({"bench": "extract", **figures}, sort_keys=True))
-    print(table(figures))
+    if not args.json_only:
+        print(table(figures))
     return 0
 
 
@@ -70,6 +71,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pages", type=int, help="pages of the generated PDF (default 200, quick 10)")
     parser.add_argument("--megapixels", type=float, help="size of the generated photo (default 24, quick 2)")
     parser.add_argument("--repeat", type=int, help="runs per workload, median reported (default 5, quick 3)")
+    parser.add_argument("--json-only", action="store_true", help="print the JSON line only")
     args = parser.parse_args(argv)
     args.pages = args.pages or (10 if args.quick else 200)
     args.megapixels = args.megapixels or (2.0 if args.quick else 24.0)

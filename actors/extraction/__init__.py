@@ -30,8 +30,14 @@ def extract_file(path: Path, out_dir: Path, limits: ExtractLimits) -> Extraction
     Raises:
         FileRejected: the file can never be extracted; ``code`` says why.
         TransientError: ``extraction_unavailable``, no child process could be started.
+        FileNotFoundError: ``path`` or ``out_dir`` is missing (the caller's bug, not the file's).
     """
+    path, out_dir = Path(path), Path(out_dir)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file to extract at {path}")
+    if not out_dir.is_dir():
+        raise FileNotFoundError(f"no output directory at {out_dir}")
     if limits.isolation:
         extraction, _ = run_isolated(path, out_dir, limits)
         return extraction
-    return extract_in_process(Path(path), Path(out_dir), limits)
+    return extract_in_process(path, out_dir, limits)

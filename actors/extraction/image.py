@@ -24,6 +24,9 @@ from models.errors import FileRejected
 #: The Pillow decoders that ever see uploaded bytes; :func:`actors.extraction.detect` admits the same.
 ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "GIF", "WEBP", "TIFF", "BMP", "ICO")
 
+#: Formats whose frames are an animation (a multi-frame TIFF is a stack of pages).
+ANIMATED_FORMATS = frozenset({"GIF", "PNG", "WEBP"})
+
 #: What Pillow raises on truncated or malformed input (warnings too, when filters make them errors).
 DECODE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -66,7 +69,7 @@ def extract_image(path: Path, out_dir: Path, limits: ExtractLimits, mime: str) -
                 "height": im.height,
                 "mode": im.mode,
                 "frames": frames,
-                "animated": frames > 1,
+                "animated": frames > 1 and im.format in ANIMATED_FORMATS,
                 "exif": exif_summary(exif, keep_gps=limits.keep_exif_gps),
             }
             base = _decode_reduced(im, limits)

@@ -71,13 +71,12 @@ def extract_pdf(path: Path, out_dir: Path, limits: ExtractLimits) -> Extraction:
             encrypted = reader.is_encrypted
             locked = encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED
             version = _version(reader, locked)
+            declared = _declared_page_count(reader)
+            _check_page_count(declared, limits)
             if locked:
-                page_count = _declared_page_count(reader)
-                _check_page_count(page_count, limits)
-                document = _document(page_count, version, True, True, _empty_metadata())
-                document["pages"] = [{"number": n, "text": ""} for n in range(1, page_count + 1)]
+                document = _document(declared, version, True, True, _empty_metadata())
+                document["pages"] = [{"number": n, "text": ""} for n in range(1, (declared or 0) + 1)]
                 return Extraction(kind="pdf", mime="application/pdf", document=document)
-            _check_page_count(_declared_page_count(reader), limits)
             pages = reader.pages
             page_count = len(pages)
             _check_page_count(page_count, limits)
@@ -105,8 +104,8 @@ def _reading() -> Iterator[None]:
         raise FileRejected(f"corrupt PDF: {exc}", code="corrupt_file") from None
 
 
-def _check_page_count(count: int, limits: ExtractLimits) -> None:
-    if count > limits.max_pdf_pages:
+def _check_page_count(count: int | None, limits: ExtractLimits) -> None:
+    if count is not None and count > limits.max_pdf_pages:
         raise FileRejected(
             f"PDF has {count} pages, more than the limit of {limits.max_pdf_pages}",
             code="too_many_pages",
@@ -114,22 +113,27 @@ def _check_page_count(count: int, limits: ExtractLimits) -> None:
         )
 
 
-def _declared_page_count(reader: PdfReader) -> int:
+def _declared_page_count(reader: PdfReader) -> int | None:
     """The page tree's ``/Count``, read without flattening the tree (cheap, and possible when locked).
 
     The page tree holds no strings or streams, so it is readable without the decryption key;
-    pypdf guards it anyway, hence the same override it uses while checking passwords.
+    pypdf guards it anyway, hence the same override it uses while checking passwords. None
+    when the count is missing or not a number (flattening the tree will count the pages).
     """
     override = getattr(reader, "_override_encryption", False)
     reader._override_encryption = True
     try:
-        pages = reader.trailer["/Root"].get_object()["/Pages"].get_object()
-        count = pages.get("/Count")
+        pages = _resolved(reader.trailer["/Root"].get_object(), "/Pages")
+        count = _resolved(pages, "/Count") if isinstance(pages, DictionaryObject) else None
     finally:
         reader._override_encryption = override
-    if not isinstance(count, int) or count < 0:
-        raise FileRejected("PDF page tree has no valid /Count", code="corrupt_file")
-    return int(count)
+    return int(count) if isinstance(count, int) and count >= 0 else None
+
+
+def _resolved(dictionary: DictionaryObject, key: str) -> Any:
+    """``dictionary[key]`` with indirect references followed (``DictionaryObject.get`` does not)."""
+    value = dictionary.get(key)
+    return value.get_object() if value is not None else None
 
 
 def _version(reader: PdfReader, locked: bool) -> str | None:
@@ -138,7 +142,7 @@ def _version(reader: PdfReader, locked: bool) -> str | None:
     version = match.group(1) if match else None
     if not locked:
         catalog = reader.trailer["/Root"].get_object()
-        declared = catalog.get("/Version") if isinstance(catalog, DictionaryObject) else None
+        declared = _resolved(catalog, "/Version") if isinstance(catalog, DictionaryObject) else None
         if declared is not None and re.fullmatch(r"/?\d+\.\d+", str(declared)):
             candidate = str(declared).lstrip("/")
             if version is None or _version_key(candidate) > _version_key(version):
@@ -152,7 +156,7 @@ def _version_key(version: str) -> tuple[int, int]:
 
 
 def _document(
-    page_count: int, version: str | None, encrypted: bool, locked: bool, metadata: dict[str, Any]
+    page_count: int | None, version: str | None, encrypted: bool, locked: bool, metadata: dict[str, Any]
 ) -> dict[str, Any]:
     return {
         "page_count": page_count,
@@ -280,20 +284,16 @@ def _preview(page: PageObject, out_dir: Path, limits: ExtractLimits) -> Derivati
 
 def _largest_image(page: PageObject, limits: ExtractLimits) -> str | None:
     """The name of the page's largest image XObject within the pixel limit."""
-    resources = page.get("/Resources")
-    resources = resources.get_object() if resources is not None else None
-    if not isinstance(resources, DictionaryObject):
-        return None
-    xobjects = resources.get("/XObject")
-    xobjects = xobjects.get_object() if xobjects is not None else None
+    resources = _resolved(page, "/Resources")
+    xobjects = _resolved(resources, "/XObject") if isinstance(resources, DictionaryObject) else None
     if not isinstance(xobjects, DictionaryObject):
         return None
     best: tuple[int, str] | None = None
-    for name, ref in xobjects.items():
-        obj = ref.get_object()
-        if not isinstance(obj, DictionaryObject) or obj.get("/Subtype") != "/Image":
+    for name in xobjects:
+        obj = _resolved(xobjects, name)
+        if not isinstance(obj, DictionaryObject) or _resolved(obj, "/Subtype") != "/Image":
             continue
-        width, height = obj.get("/Width"), obj.get("/Height")
+        width, height = _resolved(obj, "/Width"), _resolved(obj, "/Height")
         if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
             continue
         pixels = width * height

@@ -113,6 +113,14 @@ def test_animated_gif_counts_frames_and_thumbnails_the_first(extract: Extract) -
     assert red > 200 and green < 60 and blue < 60
 
 
+def test_multi_page_tiff_has_frames_but_is_not_animated(extract: Extract) -> None:
+    pages = [corpus.landscape(64, 64), Image.new("RGB", (64, 64), "red")]
+    result = extract(corpus.encode(pages[0], "TIFF", save_all=True, append_images=pages[1:]))
+
+    assert result.image is not None
+    assert (result.image["frames"], result.image["animated"]) == (2, False)
+
+
 @pytest.mark.parametrize(
     ("fmt", "mode", "mime"),
     [("TIFF", "RGB", "image/tiff"), ("BMP", "P", "image/bmp"), ("ICO", "RGBA", "image/vnd.microsoft.icon")],

@@ -206,6 +206,23 @@ def test_huge_declared_page_count_is_rejected_without_walking_the_tree(extract: 
     assert caught.value.code == "too_many_pages"
 
 
+@pytest.mark.parametrize(("count", "pages"), [(b"1", 1), (b"100000000", None)])
+def test_indirect_page_count_is_followed(extract: Extract, count: bytes, pages: int | None) -> None:
+    objects = {
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [3 0 R] /Count 4 0 R >>",
+        3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>",
+        4: count,
+    }
+    if pages is None:
+        with pytest.raises(FileRejected) as caught:
+            extract(serialize(objects))
+        assert caught.value.code == "too_many_pages"
+    else:
+        result = extract(serialize(objects))
+        assert result.document is not None and result.document["page_count"] == pages
+
+
 def test_page_tree_loop_is_corrupt(extract: Extract) -> None:
     objects = {
         1: b"<< /Type /Catalog /Pages 2 0 R >>",

@@ -156,3 +156,11 @@ def test_nonsense_reply_is_refused(out_dir: Path) -> None:
     with pytest.raises(FileRejected) as caught:
         outcome(0, {"ok": {"kind": "image"}}, out_dir)
     assert caught.value.code == "extraction_crashed"
+
+
+@pytest.mark.parametrize("isolation", [False, True])
+def test_missing_input_is_the_callers_error(tmp_path: Path, out_dir: Path, isolation: bool) -> None:
+    with pytest.raises(FileNotFoundError):
+        extract_file(tmp_path / "nope.pdf", out_dir, ExtractLimits(isolation=isolation))
+    with pytest.raises(FileNotFoundError):
+        extract_file(write(tmp_path, "a.txt", b"hi"), tmp_path / "no-dir", ExtractLimits(isolation=isolation))
