@@ -123,7 +123,8 @@ def _declared_page_count(reader: PdfReader) -> int | None:
     override = getattr(reader, "_override_encryption", False)
     reader._override_encryption = True
     try:
-        pages = _resolved(reader.trailer["/Root"].get_object(), "/Pages")
+        root = reader.trailer["/Root"].get_object()
+        pages = _resolved(root, "/Pages") if isinstance(root, DictionaryObject) else None
         count = _resolved(pages, "/Count") if isinstance(pages, DictionaryObject) else None
     finally:
         reader._override_encryption = override

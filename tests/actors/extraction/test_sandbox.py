@@ -14,8 +14,8 @@ from models.errors import FileRejected
 from tests.actors.extraction import corpus
 from tests.actors.extraction.pdf_factory import make_pdf
 
-#: A 12000² bilevel PNG: 20 KB on disk, 144 MB once decoded; allowed by its pixel count here.
-BIG = {"max_image_pixels": 200_000_000}
+#: A 12000² bilevel PNG is 20 KB on disk, 144 MB once decoded; this pixel limit allows it.
+BIG_PIXELS = 200_000_000
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 def test_memory_limit_rejects_the_file_and_the_next_one_works(
     tmp_path: Path, out_dir: Path, big_png: bytes
 ) -> None:
-    limits = ExtractLimits(memory_limit_mb=192, **BIG)
+    limits = ExtractLimits(memory_limit_mb=192, max_image_pixels=BIG_PIXELS)
     with pytest.raises(FileRejected) as caught:
         extract_file(write(tmp_path, "big.png", big_png), out_dir, limits)
     assert caught.value.code == "extraction_limit_exceeded"
@@ -42,7 +42,7 @@ def test_memory_limit_rejects_the_file_and_the_next_one_works(
 
 
 def test_wall_clock_limit_kills_the_child(tmp_path: Path, out_dir: Path, big_png: bytes) -> None:
-    limits = ExtractLimits(time_limit_seconds=0.3, **BIG)
+    limits = ExtractLimits(time_limit_seconds=0.3, max_image_pixels=BIG_PIXELS)
     with pytest.raises(FileRejected) as caught:
         extract_file(write(tmp_path, "big.png", big_png), out_dir, limits)
     assert caught.value.code == "extraction_timeout"
@@ -50,7 +50,8 @@ def test_wall_clock_limit_kills_the_child(tmp_path: Path, out_dir: Path, big_png
 
 
 def test_within_its_limits_the_big_image_is_extracted(tmp_path: Path, out_dir: Path, big_png: bytes) -> None:
-    extraction, stats = run_isolated(write(tmp_path, "big.png", big_png), out_dir, ExtractLimits(**BIG))
+    limits = ExtractLimits(max_image_pixels=BIG_PIXELS)
+    extraction, stats = run_isolated(write(tmp_path, "big.png", big_png), out_dir, limits)
 
     assert extraction.image is not None and extraction.image["mode"] == "1"
     assert {d.name: (d.width, d.height) for d in extraction.derivatives}["web"] == (2048, 2048)
