@@ -14,12 +14,12 @@ from typing import Any
 
 from actors.extraction import Extraction, ExtractLimits, extract_file
 from actors.stage import stage_actor
-from actors.storage import open_store
+from actors.storage import ObjectStore, open_store
 from actors.upload import derivative_key
 from models import job as jobs
 from models import staging
 from models.db import session_scope
-from models.settings import Settings, current_settings
+from models.settings import current_settings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def extract(job_id: str) -> None:
             source = scratch / "source"
             store.download_to(key, source)
             extraction = extract_file(source, scratch / "out", ExtractLimits.from_settings(settings))
-            result.update(_store_extraction(store, job, extraction, settings))
+            result.update(_store_extraction(store, job, extraction))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -64,8 +64,8 @@ def extract(job_id: str) -> None:
     log.info("job %s extracted (%s)", job_id, kind)
 
 
-def _store_extraction(store: Any, job: jobs.Job, extraction: Extraction, settings: Settings) -> dict[str, Any]:
-    """Upload the derivatives and shape the result, keeping page text within a size budget."""
+def _store_extraction(store: ObjectStore, job: jobs.Job, extraction: Extraction) -> dict[str, Any]:
+    """Upload the derivatives next to the original and shape the result."""
     derivatives = []
     for d in extraction.derivatives:
         key = derivative_key(job, d.filename)
@@ -83,23 +83,8 @@ def _store_extraction(store: Any, job: jobs.Job, extraction: Extraction, setting
         )
     out: dict[str, Any] = {"kind": extraction.kind, "mime": extraction.mime, "derivatives": derivatives}
     if extraction.document is not None:
-        out["document"] = _trim_pages(extraction.document, settings.max_text_bytes_in_result)
+        out["document"] = extraction.document  # page text already trimmed to the result budget
     if extraction.image is not None:
         out["image"] = extraction.image
     return out
 
-
-def _trim_pages(document: dict[str, Any], budget: int) -> dict[str, Any]:
-    """Keep per-page text up to ``budget`` bytes; the full text is the ``text`` derivative."""
-    pages, used, truncated = [], 0, False
-    for page in document.get("pages", []):
-        text = page.get("text") or ""
-        size = len(text.encode())
-        if used + size > budget:
-            truncated = True
-            text = text.encode()[: max(budget - used, 0)].decode(errors="ignore")
-        pages.append({"number": page["number"], "text": text})
-        used += len(text.encode())
-        if truncated:
-            break
-    return {**document, "pages": pages, "text_truncated": truncated}

@@ -11,7 +11,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 from actors.transient import is_transient
 from models import job as jobs
 from models.db import session_scope
-from models.errors import ChuteError, FileRejected
+from models.errors import ChuteError
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,12 @@ class JobTracking(Middleware):
         if stage is None:
             return
         job_id = message.args[0]
-        try:
-            with session_scope() as session:
-                verdict = jobs.begin_stage(session, job_id, stage, self.max_attempts)
-        except FileRejected:
+        with session_scope() as session:
+            verdict = jobs.begin_stage(session, job_id, stage, self.max_attempts)
+        if verdict == jobs.StageVerdict.EXHAUSTED:
             log.error("job %s: %s started %d times, failing it", job_id, stage, self.max_attempts)
             self._after_failure(broker, job_id)
-            raise SkipMessage() from None
+            raise SkipMessage()
         if verdict == jobs.StageVerdict.SKIP:
             log.info("job %s is over or gone: skipping its %s message", job_id, stage)
             raise SkipMessage()

@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, cas
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.db import Base, utcnow
-from models.errors import BadRequest, Conflict, FileRejected, NotFound
+from models.errors import BadRequest, Conflict, NotFound
 from models.ids import new_id
 from models.upload import COMPLETE, Upload
 
@@ -131,9 +131,9 @@ def load_job(session: Session, job_id: str, *, for_update: bool = False) -> Job 
 
 
 class StageVerdict:
-    """What ``begin_stage`` decided: run, skip (already done or job over), or give up."""
+    """What ``begin_stage`` decided: run, skip (already done, or the job is over), or give up."""
 
-    RUN, DONE, SKIP = "run", "done", "skip"
+    RUN, DONE, SKIP, EXHAUSTED = "run", "done", "skip", "exhausted"
 
 
 STAGE_MARKERS = {"assemble": "assembled_at", "upload": "uploaded_at", "extract": "extracted_at"}
@@ -145,11 +145,9 @@ def begin_stage(session: Session, job_id: str, stage: str, max_attempts: int) ->
     Returns:
         ``StageVerdict.RUN`` to do the work; ``DONE`` when the stage already finished (a
         redelivery: the actor returns at once so the pipeline moves on); ``SKIP`` when the
-        job is gone or over.
-
-    Raises:
-        FileRejected: ``too_many_attempts`` once a stage has started ``max_attempts`` times
-        (the job is marked failed in this transaction).
+        job is gone or over; ``EXHAUSTED`` when the stage has already started
+        ``max_attempts`` times: the job is failed with ``too_many_attempts`` in this
+        transaction.
     """
     job = load_job(session, job_id, for_update=True)
     if job is None or job.terminal:
@@ -160,7 +158,7 @@ def begin_stage(session: Session, job_id: str, stage: str, max_attempts: int) ->
     attempts = job.stage_attempts + 1 if job.stage == stage else 1
     if attempts > max_attempts:
         fail(job, "too_many_attempts", f"the {stage} stage was started {max_attempts} times without finishing")
-        raise FileRejected(job.error_message or "", code="too_many_attempts")
+        return StageVerdict.EXHAUSTED
     job.status = PROCESSING
     job.stage = stage
     job.stage_attempts = attempts

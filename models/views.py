@@ -16,6 +16,24 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+#: Names clients use for the types chute detects.
+MIME_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "application/x-pdf": "application/pdf",
+                "image/x-png": "image/png"}  # fmt: skip
+
+
+def type_mismatch(declared: str | None, detected: str | None) -> bool:
+    """True when the client's declared type says something the bytes contradict."""
+    if not declared or not detected or detected == "application/octet-stream":
+        return False
+    declared = declared.split(";", 1)[0].strip().lower()
+    declared = MIME_ALIASES.get(declared, declared)
+    if declared == "application/octet-stream":
+        return False
+    if detected == "text/plain":
+        return not declared.startswith("text/")
+    return declared != detected
+
+
 def job_view(job: Job, event: WebhookEvent | None) -> dict[str, Any]:
     """The job as clients see it (small: no page text, so webhooks stay under 20 KB)."""
     if job.webhook_url is None:
@@ -30,6 +48,7 @@ def job_view(job: Job, event: WebhookEvent | None) -> dict[str, Any]:
         "filename": job.filename,
         "content_type": job.content_type,
         "detected_type": job.detected_type,
+        "type_mismatch": type_mismatch(job.content_type, job.detected_type),
         "kind": job.kind,
         "size": job.size,
         "sha256": job.sha256,

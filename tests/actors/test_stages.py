@@ -1,0 +1,130 @@
+"""The stage actors called directly: redeliveries do nothing twice, corruption is caught,
+lost publishes are re-sent, abandoned uploads expire."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+
+import dramatiq
+import pytest
+
+from actors import assemble, extract, upload
+from actors.cleanup import sweep
+from models import job as jobs
+from models import staging
+from models import upload as uploads
+from models.db import session_scope, utcnow
+from models.errors import FileRejected
+from models.settings import Settings
+from tests.conftest import TenantKeys
+
+DATA = b"0123456789" * 1000
+
+
+def staged_job(settings: Settings, tenant: TenantKeys, data: bytes = DATA, declared: str | None = None) -> str:
+    """An upload with its chunks on disk and its job, as complete leaves them."""
+    chunk_size = 4096
+    with session_scope() as session:
+        upload_row = uploads.create_upload(session, tenant.tenant_id, settings, filename="d.txt", size=len(data),
+                                           chunk_size=chunk_size, sha256=declared)  # fmt: skip
+        for index in range(upload_row.chunk_count):
+            piece = data[index * chunk_size : (index + 1) * chunk_size]
+            path = staging.chunk_path(settings.staging_dir, upload_row.id, index)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(piece)
+            uploads.record_chunk(session, upload_row, index, len(piece), hashlib.sha256(piece).hexdigest())
+        return jobs.create_job(session, upload_row).id
+
+
+def run_stage(actor: dramatiq.Actor, job_id: str) -> None:
+    with session_scope() as session:
+        verdict = jobs.begin_stage(session, job_id, actor.actor_name, 5)
+    if verdict != jobs.StageVerdict.SKIP:
+        actor.fn(job_id)
+
+
+def load(job_id: str) -> jobs.Job:
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id)
+        assert job is not None
+        return job
+
+
+def test_every_stage_is_safe_to_run_twice(settings: Settings, tenant: TenantKeys, stub_broker) -> None:  # type: ignore[no-untyped-def]
+    job_id = staged_job(settings, tenant)
+    for actor in (assemble, assemble, upload, upload, extract, extract):
+        run_stage(actor, job_id)
+    job = load(job_id)
+    assert job.sha256 == hashlib.sha256(DATA).hexdigest() and job.stage == "notify"
+    assert job.attempts == 3  # the second run of each stage found it done and counted nothing
+    stored = Path(settings.storage_url.removeprefix("file://")) / (job.object_key or "")
+    assert stored.read_bytes() == DATA
+    assert not staging.upload_dir(settings.staging_dir, job.upload_id).exists()
+
+
+def test_a_corrupted_chunk_on_disk_fails_assemble(settings: Settings, tenant: TenantKeys, stub_broker) -> None:  # type: ignore[no-untyped-def]
+    job_id = staged_job(settings, tenant)
+    chunk = staging.chunk_path(settings.staging_dir, load(job_id).upload_id, 1)
+    chunk.write_bytes(b"X" + chunk.read_bytes()[1:])
+    with pytest.raises(FileRejected) as caught:
+        run_stage(assemble, job_id)
+    assert caught.value.code == "checksum_mismatch" and caught.value.details == {"index": 1}
+
+
+def test_a_wrong_declared_sha256_fails_assemble(settings: Settings, tenant: TenantKeys, stub_broker) -> None:  # type: ignore[no-untyped-def]
+    job_id = staged_job(settings, tenant, declared="0" * 64)
+    with pytest.raises(FileRejected) as caught:
+        run_stage(assemble, job_id)
+    assert caught.value.code == "checksum_mismatch"
+    assert caught.value.details["actual"] == hashlib.sha256(DATA).hexdigest()
+
+
+def test_a_failed_stage_fails_the_job_and_notifies(settings: Settings, tenant: TenantKeys, drain) -> None:  # type: ignore[no-untyped-def]
+    job_id = staged_job(settings, tenant, declared="0" * 64)
+    assemble.send(job_id)
+    drain()
+    job = load(job_id)
+    assert job.status == jobs.FAILED and job.error_code == "checksum_mismatch"
+    assert not staging.upload_dir(settings.staging_dir, job.upload_id).exists()
+
+
+def test_sweep_resends_a_job_whose_publish_was_lost(settings: Settings, tenant: TenantKeys, stub_broker) -> None:  # type: ignore[no-untyped-def]
+    job_id = staged_job(settings, tenant)  # committed, never published
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id)
+        assert job is not None
+        job.created_at = utcnow() - timedelta(seconds=settings.requeue_after_seconds + 1)
+    assert sweep() == {"expired_uploads": 0, "resent_jobs": 1}
+    assert stub_broker.queues["chute.assemble"].qsize() == 1
+    assert load(job_id).enqueued_at is not None
+    assert sweep()["resent_jobs"] == 0
+
+
+def test_sweep_expires_abandoned_uploads(settings: Settings, tenant: TenantKeys, stub_broker) -> None:  # type: ignore[no-untyped-def]
+    with session_scope() as session:
+        upload_row = uploads.create_upload(session, tenant.tenant_id, settings, filename="a", size=10)
+        upload_row.expires_at = utcnow() - timedelta(seconds=1)
+        upload_id = upload_row.id
+    chunk = staging.chunk_path(settings.staging_dir, upload_id, 0)
+    chunk.parent.mkdir(parents=True)
+    chunk.write_bytes(b"x" * 10)
+    assert sweep()["expired_uploads"] == 1
+    assert not chunk.exists()
+    with session_scope() as session:
+        assert uploads.get_upload(session, tenant.tenant_id, upload_id).status == uploads.EXPIRED
+
+
+def test_a_file_that_kills_workers_fails_its_job(settings: Settings, tenant: TenantKeys, drain) -> None:  # type: ignore[no-untyped-def]
+    """A SIGKILLed worker's message comes back without Dramatiq's retry counter moving; the
+    attempts counted in the database stop the loop."""
+    job_id = staged_job(settings, tenant)
+    for _ in range(settings.max_stage_attempts):  # each killed run counted its attempt, then died
+        with session_scope() as session:
+            jobs.begin_stage(session, job_id, "assemble", settings.max_stage_attempts)
+    assemble.send(job_id)  # the redelivery
+    drain()
+    job = load(job_id)
+    assert job.status == jobs.FAILED and job.error_code == "too_many_attempts"
+    assert not staging.upload_dir(settings.staging_dir, job.upload_id).exists()
