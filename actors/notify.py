@@ -40,8 +40,13 @@ settings = current_settings()
 
 
 @cache
+def _guard(allowed: tuple[str, ...]) -> UrlGuard:
+    return UrlGuard(allowed)
+
+
 def url_guard() -> UrlGuard:
-    return UrlGuard(current_settings().webhook_allowed_hosts)
+    """The SSRF guard for the current allow-list (one per list: it holds a connection pool)."""
+    return _guard(current_settings().webhook_allowed_hosts)
 
 
 @dramatiq.actor(actor_name="notify", queue_name=settings.queue("notify"), throws=(ChuteError,))

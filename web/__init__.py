@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from actors.storage import open_store
     from actors.url_guard import UrlGuard
-    from web import errors, jobs, service, uploads
+    from web import errors, jobs, service, tenant, uploads
 
     app = Flask(__name__)
     app.config.update(
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(service.bp)
     app.register_blueprint(uploads.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(tenant.bp)
     app.before_request(service.start_timer)
     app.after_request(service.record_request)
     try:

@@ -103,6 +103,9 @@ def openapi_document() -> dict[str, Any]:
             "get": _op("Every webhook delivery attempt", "200", "401", "404"),
             "post": _op("Replay the last webhook event now", "202", "401", "404", "409"),
         },
+        "/v1/webhook-secret/rotate": {
+            "post": _op("Rotate the webhook signing secret (both sign during the overlap)", "201", "401")
+        },
         "/healthz": {"get": {"summary": "Process up", "security": [], "responses": {"200": {"description": "up"}}}},
         "/readyz": {
             "get": {
