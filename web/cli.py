@@ -173,8 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from models.errors import ChuteError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ChuteError as e:
+        print(f"chute: {e.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

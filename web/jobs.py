@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, redirect, request, stream_wi
 from flask.typing import ResponseReturnValue
 
 from actors.cancel import cancel_job
-from actors.notify import attempt_delivery
+from actors.notify import deliver_webhook
 from actors.pipeline import publish_job
 from actors.storage import open_store
 from models import delivery, staging
@@ -203,18 +203,16 @@ def deliveries(job_id: str) -> ResponseReturnValue:
 
 @bp.post("/<job_id>/deliveries")
 def replay(job_id: str) -> ResponseReturnValue:
-    """Send the job's last event again now (same webhook-id, fresh timestamp and signature)."""
+    """Queue the job's last event to be sent again now (same webhook-id, fresh timestamp and signature).
+
+    The delivery runs on a worker, not in this request: a slow consumer must not hold an API thread.
+    """
     with session_scope() as session:
         jobs.get_job(session, tenant_id(), job_id)
         event = delivery.latest_event(session, job_id)
         if event is None:
             raise Conflict("the job has no webhook event yet", code="no_event")
         event.status, event.next_attempt_at = delivery.PENDING, None
-        event_id = event.id
-    outcome = attempt_delivery(event_id)
-    return {
-        "webhook_id": event_id,
-        "ok": bool(outcome and outcome.ok),
-        "status_code": outcome.status_code if outcome else None,
-        "error": outcome.error if outcome else None,
-    }, 202
+        event_id, event_type = event.id, event.type
+    deliver_webhook.send(event_id)
+    return {"webhook_id": event_id, "type": event_type, "status": delivery.PENDING}, 202

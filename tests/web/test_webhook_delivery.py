@@ -109,7 +109,8 @@ def test_replay_sends_the_same_event_again(client, tenant, receiver, drain, api)
     job_id = send_file(client, tenant, receiver.url())
     drain()
     status, body = api("POST", f"/v1/jobs/{job_id}/deliveries")
-    assert status == 202 and body["ok"] is True and body["status_code"] == 200
+    assert status == 202 and body["status"] == "pending" and body["type"] == "job.completed"
+    drain()
     first, second = receiver.wait_for(2)
     assert first.headers["webhook-id"] == second.headers["webhook-id"] == body["webhook_id"]
     assert first.body == second.body and second.verified
