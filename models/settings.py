@@ -80,6 +80,8 @@ class Settings:
     worker_processes: int = 2
     worker_threads: int = 8
     presign_ttl_seconds: int = 900
+    #: Where gunicorn's workers share Prometheus samples (emptied when ``chute web`` starts).
+    metrics_dir: str = "var/metrics"
     #: The largest body the API reads at all; bigger requests get 413 before any byte is read.
     max_request_size: int = 1024 * MiB
 

@@ -7,9 +7,11 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 from models.settings import Settings, configure
 
@@ -61,6 +63,12 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 def cmd_web(args: argparse.Namespace) -> int:
     settings = _settings()
+    # gunicorn runs several processes: prometheus_client aggregates their samples through files
+    # in this directory (it reads the variable at import, so it is set before gunicorn starts).
+    metrics_dir = Path(settings.metrics_dir).resolve()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     argv = [
         sys.executable, "-m", "gunicorn",
         "--worker-class", "gthread",
