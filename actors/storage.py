@@ -168,7 +168,9 @@ class S3Store:
 
     @_s3_errors
     def presigned_get(self, key: str, ttl_seconds: int, filename: str | None = None) -> str | None:
-        headers = {"response-content-disposition": f'attachment; filename="{filename}"'} if filename else None
+        headers: dict[str, str | list[str] | tuple[str]] | None = None
+        if filename:
+            headers = {"response-content-disposition": f'attachment; filename="{filename}"'}
         return self.client.presigned_get_object(
             self.bucket, key, expires=timedelta(seconds=ttl_seconds), response_headers=headers
         )

@@ -66,7 +66,7 @@ def create_batch() -> ResponseReturnValue:
         request.max_content_length = cfg.max_request_size
         # Werkzeug's form parser asks the request for a file per part: write each one to the
         # staging disk (hashing as it goes) instead of a temporary file that would be copied.
-        request._get_file_stream = stream_factory  # type: ignore[method-assign]
+        request._get_file_stream = stream_factory  # type: ignore[method-assign, assignment]
         parts = request.files.getlist("file")
         if not parts:
             raise Invalid("no 'file' part in the form", code="missing_file")
@@ -75,8 +75,7 @@ def create_batch() -> ResponseReturnValue:
         created = []
         with session_scope() as session:
             for part in parts:
-                writer = part.stream
-                assert isinstance(writer, HashingWriter)
+                writer = writers[writers.index(part.stream)]  # type: ignore[arg-type]
                 upload = uploads.create_single_chunk_upload(
                     session,
                     tenant_id(),

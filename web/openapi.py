@@ -63,7 +63,7 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
-    paths = {
+    paths: dict[str, dict[str, Any]] = {
         "/v1/uploads": {
             "post": _op("Open a chunked upload", "201", "400", "401", "413", "415", "422", body=upload_body)
         },
