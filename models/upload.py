@@ -60,6 +60,34 @@ class Chunk(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+def _check_size(settings: Settings, size: int) -> None:
+    if size > settings.max_upload_size:
+        raise TooLarge(
+            f"size {size} is over the limit of {settings.max_upload_size} bytes",
+            code="file_too_large",
+            details={"max_upload_size": settings.max_upload_size},
+        )
+
+
+def _insert(
+    session: Session, tenant_id: str, settings: Settings, *, chunk_size: int, chunk_count: int, **fields: Any
+) -> Upload:
+    now = utcnow()
+    upload = Upload(
+        id=new_id("upl"),
+        tenant_id=tenant_id,
+        chunk_size=chunk_size,
+        chunk_count=chunk_count,
+        status=RECEIVING,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.upload_ttl_seconds),
+        **fields,
+    )
+    session.add(upload)
+    session.flush()
+    return upload
+
+
 def create_upload(
     session: Session,
     tenant_id: str,
@@ -72,7 +100,6 @@ def create_upload(
     chunk_size: int | None = None,
     webhook_url: str | None = None,
     metadata: dict[str, Any] | None = None,
-    status: str = RECEIVING,
 ) -> Upload:
     """Open an upload and fix its chunk layout.
 
@@ -80,12 +107,7 @@ def create_upload(
         TooLarge: ``size`` over ``max_upload_size``.
         Invalid: a chunk size out of bounds, or too many chunks.
     """
-    if size > settings.max_upload_size:
-        raise TooLarge(
-            f"size {size} is over the limit of {settings.max_upload_size} bytes",
-            code="file_too_large",
-            details={"max_upload_size": settings.max_upload_size},
-        )
+    _check_size(settings, size)
     chunk_size = chunk_size or settings.default_chunk_size
     if not settings.min_chunk_size <= chunk_size <= settings.max_chunk_size:
         raise Invalid(
@@ -96,25 +118,9 @@ def create_upload(
     chunk_count = math.ceil(size / chunk_size)
     if chunk_count > MAX_CHUNKS:
         raise Invalid(f"{chunk_count} chunks is over the limit of {MAX_CHUNKS}", code="too_many_chunks")
-    now = utcnow()
-    upload = Upload(
-        id=new_id("upl"),
-        tenant_id=tenant_id,
-        filename=filename,
-        content_type=content_type,
-        size=size,
-        sha256=sha256,
-        chunk_size=chunk_size,
-        chunk_count=chunk_count,
-        status=status,
-        webhook_url=webhook_url,
-        meta=metadata,
-        created_at=now,
-        expires_at=now + timedelta(seconds=settings.upload_ttl_seconds),
-    )
-    session.add(upload)
-    session.flush()
-    return upload
+    fields = {"filename": filename, "size": size, "content_type": content_type, "sha256": sha256}
+    return _insert(session, tenant_id, settings, chunk_size=chunk_size, chunk_count=chunk_count,
+                   webhook_url=webhook_url, meta=metadata, **fields)  # fmt: skip
 
 
 def get_upload(session: Session, tenant_id: str, upload_id: str, *, for_update: bool = False) -> Upload:
@@ -204,26 +210,10 @@ def create_single_chunk_upload(
     Raises:
         TooLarge: ``size`` over ``max_upload_size``.
     """
-    if size > settings.max_upload_size:
-        raise TooLarge(f"{filename} is over the limit of {settings.max_upload_size} bytes", code="file_too_large")
-    now = utcnow()
-    upload = Upload(
-        id=new_id("upl"),
-        tenant_id=tenant_id,
-        filename=filename,
-        content_type=content_type,
-        size=size,
-        sha256=sha256,
-        chunk_size=max(size, 1),
-        chunk_count=1 if size else 0,
-        status=RECEIVING,
-        webhook_url=webhook_url,
-        meta=metadata,
-        created_at=now,
-        expires_at=now + timedelta(seconds=settings.upload_ttl_seconds),
-    )
-    session.add(upload)
-    session.flush()
+    _check_size(settings, size)
+    upload = _insert(session, tenant_id, settings, chunk_size=max(size, 1), chunk_count=1 if size else 0,
+                     filename=filename, size=size, content_type=content_type, sha256=sha256,
+                     webhook_url=webhook_url, meta=metadata)  # fmt: skip
     if size:
         record_chunk(session, upload, 0, size, sha256)
     return upload
