@@ -329,6 +329,8 @@ class ChuteStack:
     queue_prefix: str
     storage_url: str
     staging_dir: Path
+    #: The S3 server's pid (0 with a directory store), for CPU accounting.
+    moto_pid: int = 0
 
 
 def chute_stack(stack: contextlib.ExitStack, root: Path, *, s3: bool, **settings: Any) -> ChuteStack:
@@ -353,8 +355,10 @@ def chute_stack(stack: contextlib.ExitStack, root: Path, *, s3: bool, **settings
         stack.callback(moto.stop)
         moto.start()
         storage_url = s3_url("127.0.0.1", moto.port, "bench")
+        assert moto.service is not None and moto.service.process is not None
+        moto_pid = moto.service.process.pid
     else:
-        storage_url = f"file://{root / 'objects'}"
+        storage_url, moto_pid = f"file://{root / 'objects'}", 0
     staging = root / "staging"
     staging.mkdir(parents=True, exist_ok=True)
     env = chute_env(
@@ -369,7 +373,7 @@ def chute_stack(stack: contextlib.ExitStack, root: Path, *, s3: bool, **settings
     )
     env["PYTHONWARNINGS"] = "ignore"
     run_migrations(env)
-    return ChuteStack(root, env, database_url, prefix, storage_url, staging)
+    return ChuteStack(root, env, database_url, prefix, storage_url, staging, moto_pid)
 
 
 def start_service(
@@ -500,8 +504,122 @@ class Api:
         return json.loads(response.data) if response.data else None
 
 
+def db_transactions(database_url: str) -> int:
+    """Transactions committed and rolled back so far in the database of ``database_url``."""
+    import psycopg
+
+    from tests.support.services import POSTGRES_ADMIN_URL
+
+    name = database_url.rsplit("/", 1)[-1]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", (name,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def stop_all(services: Sequence[Any]) -> None:
     """Stop services in reverse order, each even if another one fails to stop."""
     for service in reversed(services):
         with contextlib.suppress(Exception):
             service.stop()
+
+
+class Profiler:
+    """``py-spy record`` of a process tree while the ``with`` runs, when ``BENCH_PROFILE`` names a
+    directory: ``<dir>/<name>.txt`` gets collapsed stacks (flamegraph.pl or speedscope read them).
+
+    By default only the thread holding the GIL is sampled (``--gil``: where Python burns CPU);
+    ``BENCH_PROFILE_IDLE=1`` records every thread, waiting ones too (latency hunting). Without ``BENCH_PROFILE`` (the normal case) this does nothing.
+    """
+
+    def __init__(self, name: str, pid: int):
+        self.name, self.pid = name, pid
+        self.process: Any = None
+
+    def __enter__(self) -> Profiler:
+        import subprocess
+
+        directory = os.environ.get("BENCH_PROFILE")
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not directory or not Path(spy).exists():
+            return self
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        argv = [spy, "record", "--pid", str(self.pid), "--subprocesses", "--format", "raw", "--rate", "200",
+                "-o", str(Path(directory) / f"{self.name}.txt")]  # fmt: skip
+        argv.append("--idle" if os.environ.get("BENCH_PROFILE_IDLE") else "--gil")
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+        import subprocess
+
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _cpu_ticks() -> dict[int, tuple[str, int]]:
+    """Every process: pid → (name, utime + stime in clock ticks)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        out[int(entry)] = (name, int(fields[11]) + int(fields[12]))
+    return out
+
+
+class CpuAccount:
+    """CPU seconds spent by named process trees (and PostgreSQL, RabbitMQ, the rest) in a ``with``.
+
+    On a shared machine "other" includes other people's work; the named trees are ours.
+    """
+
+    def __init__(self, trees: dict[str, int]):
+        self.trees = trees
+        self.seconds: dict[str, float] = {}
+        self.wall = 0.0
+
+    def __enter__(self) -> CpuAccount:
+        self.before = _cpu_ticks()
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        after = _cpu_ticks()
+        self.wall = time.monotonic() - self.started
+        owner = {pid: name for name, root in self.trees.items() for pid in descendants(root)}
+        owner[os.getpid()] = "bench"
+        hz = os.sysconf("SC_CLK_TCK")
+        totals: dict[str, float] = {}
+        for pid, (comm, ticks) in after.items():
+            spent = ticks - self.before.get(pid, (comm, 0))[1]
+            if spent <= 0:
+                continue
+            if pid in owner:
+                name = owner[pid]
+            elif comm == "postgres":
+                name = "postgres"
+            elif comm.startswith("beam") or comm in ("erl_child_setup", "inet_gethost"):
+                name = "rabbitmq"
+            else:
+                name = "other"
+            totals[name] = totals.get(name, 0.0) + spent / hz
+        self.seconds = totals
+
+    def per(self, count: int, unit: float = 1000.0) -> dict[str, float]:
+        """CPU per item (ms by default) for each tree."""
+        return {name: round(value * unit / max(count, 1), 2) for name, value in sorted(self.seconds.items())}

@@ -33,12 +33,17 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import dramatiq
+
 from bench.harness import (
     Api,
+    CpuAccount,
+    Profiler,
     Report,
     Row,
     RssSampler,
     chute_stack,
+    db_transactions,
     log,
     median,
     percentile,
@@ -86,16 +91,18 @@ def jpeg_file() -> bytes:
 class Chute:
     """chute's side: uploads prepared ahead, completes timed, webhooks matched by job id."""
 
-    def __init__(self, api: Api, receiver: Any, pool: ThreadPoolExecutor):
-        self.api, self.receiver, self.pool = api, receiver, pool
+    def __init__(self, api: Api, receiver: Any, pool: ThreadPoolExecutor, mix: str):
+        self.api, self.receiver, self.pool, self.mix = api, receiver, pool, mix
         self.files = {"text": text_file(1), "jpeg": jpeg_file()}
         self.kind_of_job: dict[str, str] = {}
 
     def prepare(self, count: int) -> list[tuple[str, str]]:
         """``count`` uploads with their one chunk received: [(upload_id, kind)], not yet complete."""
 
+        kinds = {"both": ("text", "jpeg"), "text": ("text",), "jpeg": ("jpeg",)}[self.mix]
+
         def one(n: int) -> tuple[str, str]:
-            kind = ("text", "jpeg")[n % 2]
+            kind = kinds[n % len(kinds)]
             data = self.files[kind]
             created = self.api.call("POST", "/v1/uploads", json_body={
                 "filename": f"file-{n}.{'txt' if kind == 'text' else 'jpg'}",
@@ -143,17 +150,27 @@ def run_chute(args: argparse.Namespace, report: Report, stack: contextlib.ExitSt
     web, base_url = start_web(stack, chute, workers=args.web_workers, threads=args.web_threads)
     key = issue_api_key(chute.env, "bench")
     pool = stack.enter_context(ThreadPoolExecutor(CLIENT_THREADS))
-    side = Chute(Api(base_url, key["api_key"], maxsize=CLIENT_THREADS), receiver, pool)
+    side = Chute(Api(base_url, key["api_key"], maxsize=CLIENT_THREADS), receiver, pool, args.mix)
 
     log(f"pipeline/chute: preparing {args.jobs + args.latency_jobs} uploads")
     uploads = side.prepare(args.jobs + args.latency_jobs)
     batch, later = uploads[: args.jobs], uploads[args.jobs :]
     log(f"pipeline/chute: completing {len(batch)} jobs with no worker running")
-    queued = [job_id for job_id, _ in pool.map(side.complete, batch)]
+    with Profiler("pipeline-web-complete", web.process.pid):
+        queued = [job_id for job_id, _ in pool.map(side.complete, batch)]
+    log("pipeline/chute: starting the worker")
 
     worker = start_worker(stack, chute, processes=args.processes, threads=args.threads)
     sampler = stack.enter_context(RssSampler([worker.process.pid, web.process.pid]))
-    arrivals = side.wait(queued, timeout=60 + args.jobs)
+    trees = {"worker": worker.process.pid, "web": web.process.pid, "moto": chute.moto_pid}
+    transactions = db_transactions(chute.database_url)
+    with Profiler("pipeline-worker", worker.process.pid), CpuAccount(trees) as cpu:
+        arrivals = side.wait(queued, timeout=60 + args.jobs)
+    time.sleep(0.6)  # PostgreSQL's statistics lag by up to 500 ms
+    report.settings["chute_db_transactions_per_job"] = round(
+        (db_transactions(chute.database_url) - transactions) / len(queued), 1
+    )
+    report.settings["chute_cpu_ms_per_job"] = cpu.per(len(queued))
     failed = sum(1 for job_id in queued if arrivals[job_id][1] != "job.completed")
     if failed:
         report.notes.append(f"chute: {failed} of {len(queued)} saturation jobs did not complete")
@@ -247,19 +264,28 @@ def run_ceiling(args: argparse.Namespace, stack: contextlib.ExitStack, root: Any
 
     def publish(job_id: str) -> tuple[str, float]:
         started = time.monotonic()
-        noop_pipeline.job_pipeline(job_id).run()
+        for attempt in range(3):  # a shared broker may refuse a connection now and then
+            try:
+                noop_pipeline.job_pipeline(job_id).run()
+                break
+            except dramatiq.errors.BrokerConnectionError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
         return job_id, started
 
     count = args.noop_jobs
     log(f"pipeline/ceiling: publishing {count} no-op pipelines with no worker running")
     batch = [f"noop-{n}" for n in range(count)]
     list(pool.map(publish, batch))
-    start_dramatiq(stack, [sys.executable, "-m", "dramatiq", "bench.noop_pipeline"], dict(os.environ), root,
-                   processes=args.processes, threads=args.threads, name="noop-worker")  # fmt: skip
-    arrivals = udp.wait(batch, timeout=60 + count / 50)
+    worker = start_dramatiq(stack, [sys.executable, "-m", "dramatiq", "bench.noop_pipeline"], dict(os.environ),
+                            root, processes=args.processes, threads=args.threads, name="noop-worker")  # fmt: skip
+    with CpuAccount({"worker": worker.process.pid}) as cpu:
+        arrivals = udp.wait(batch, timeout=60 + count / 50)
+    cpu_per_job = cpu.per(count)
     rate = steady_rate([arrivals[job_id] for job_id in batch])
     log(f"pipeline/ceiling: {rate:.0f} jobs/s at saturation")
-    return {"rate": rate, "publish": publish, "pool": pool, "udp": udp}
+    return {"rate": rate, "publish": publish, "pool": pool, "udp": udp, "cpu_ms_per_job": cpu_per_job}
 
 
 def ceiling_latency(ceiling: dict[str, Any], count: int, rate: float) -> list[float]:
@@ -280,6 +306,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--noop-jobs", type=int, help="no-op jobs in the ceiling's batch (default 6000; quick 400)")
     parser.add_argument("--latency-jobs", type=int, help="jobs sent at the moderate rate (default 150; quick 16)")
     parser.add_argument("--rate", type=float, help="the moderate rate, jobs/s (default: 1/4 of chute's saturation)")
+    parser.add_argument("--mix", choices=("both", "text", "jpeg"), default="both", help="kinds of file (default both)")
     parser.add_argument("--processes", type=int, default=2, help="worker processes (chute's default 2)")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker process (chute's default 8)")
     parser.add_argument("--web-workers", type=int, default=2)
@@ -300,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.settings = {
         "jobs": args.jobs, "noop_jobs": args.noop_jobs, "latency_jobs": args.latency_jobs,
         "worker": f"{args.processes}x{args.threads}", "web": f"{args.web_workers}x{args.web_threads}",
-        "files": "10 KB text + 100 KB JPEG, half each", "confirms": True,
+        "files": {"both": "10 KB text + 100 KB JPEG, half each", "text": "10 KB text", "jpeg": "100 KB JPEG"}[args.mix],
+        "confirms": True,
     }  # fmt: skip
     with workdir("pipeline") as root:
         # One side at a time, each stopped before the other starts: they share two cores.
@@ -311,12 +339,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             noop_latencies = ceiling_latency(ceiling, args.latency_jobs, chute["latency_rate"])
     lat = chute["latencies"]
     report.settings["latency_rate_per_s"] = round(chute["latency_rate"], 2)
+    report.settings["noop_cpu_ms_per_job"] = ceiling["cpu_ms_per_job"]
     report.add(Row("saturation", chute["rate"], ceiling["rate"], "jobs/s", target=THROUGHPUT_TARGET),
                "jobs_per_s", "noop_jobs_per_s")  # fmt: skip
     for p in (50, 99):
         report.add(Row(f"latency p{p}", percentile(lat["all"], p), percentile(noop_latencies, p), "ms"),
                    f"latency_p{p}_ms", f"noop_latency_p{p}_ms")  # fmt: skip
-    for kind in ("text", "jpeg"):
+    for kind in ("text", "jpeg") if args.mix == "both" else ():
         report.add(Row(f"latency p50 {kind}", median(lat[kind]), unit="ms"), f"latency_p50_{kind}_ms")
         report.add(Row(f"latency p99 {kind}", percentile(lat[kind], 99), unit="ms"), f"latency_p99_{kind}_ms")
     report.add(Row("peak RSS, one process", chute["peak_process_mib"], unit="MiB", limit=150), "peak_rss_mib")
