@@ -14,11 +14,12 @@ import functools
 import os
 import shutil
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import urllib3
 from minio import Minio
@@ -170,7 +171,7 @@ class S3Store:
     def presigned_get(self, key: str, ttl_seconds: int, filename: str | None = None) -> str | None:
         headers: dict[str, str | list[str] | tuple[str]] | None = None
         if filename:
-            headers = {"response-content-disposition": f'attachment; filename="{filename}"'}
+            headers = {"response-content-disposition": content_disposition(filename)}
         return self.client.presigned_get_object(
             self.bucket, key, expires=timedelta(seconds=ttl_seconds), response_headers=headers
         )
@@ -282,6 +283,17 @@ def open_store(url: str) -> ObjectStore:
                 raise ValueError(f"unsupported storage URL {url!r} (use s3:// or file://)")
             _stores[url] = store
         return store
+
+
+def content_disposition(filename: str) -> str:
+    """An RFC 6266 ``attachment`` header for any name: a Latin-1-safe ASCII fallback (WSGI
+    headers must be Latin-1) plus ``filename*`` in UTF-8 when the name is not plain ASCII."""
+    fallback = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
+    fallback = "".join("_" if c in '"\\' or ord(c) < 32 else c for c in fallback).strip() or "download"
+    value = f'attachment; filename="{fallback}"'
+    if fallback != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return value
 
 
 def part_size_for(size: int, preferred: int) -> int:

@@ -7,6 +7,7 @@ import sqlalchemy.exc
 import urllib3.exceptions
 from dramatiq.middleware import TimeLimitExceeded
 
+from actors.extraction.sandbox import ChildError
 from models.errors import ChuteError, TransientError
 
 #: Failures of the things we depend on (network, storage, database, broker, a slow run):
@@ -19,6 +20,7 @@ TRANSIENT = (
     ConnectionError,
     TimeoutError,
     TimeLimitExceeded,
+    ChildError,  # an extraction child that died without a reply: the machine's fault, not the file's
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     urllib3.exceptions.HTTPError,

@@ -62,7 +62,8 @@ class Settings:
     max_image_pixels: int = 64_000_000
     max_pdf_pages: int = 2000
     max_text_bytes_in_result: int = 256 * 1024
-    extract_time_limit_seconds: int = 60
+    #: A 6 KB PDF can cost pypdf 10 s of CPU: keep this short so a few hostile files cannot hold every thread.
+    extract_time_limit_seconds: int = 30
     extract_memory_limit_mb: int = 1024
     extract_isolation: bool = True
     keep_exif_gps: bool = False

@@ -21,6 +21,12 @@ MIME_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "applica
                 "image/x-png": "image/png"}  # fmt: skip
 
 
+#: Types whose bytes are plain text, so detecting text/plain does not contradict them.
+TEXT_BASED = frozenset({"application/json", "application/xml", "application/javascript", "application/x-ndjson",
+                        "application/yaml", "application/x-yaml", "application/toml", "application/csv",
+                        "application/sql"})  # fmt: skip
+
+
 def type_mismatch(declared: str | None, detected: str | None) -> bool:
     """True when the client's declared type says something the bytes contradict."""
     if not declared or not detected or detected == "application/octet-stream":
@@ -30,7 +36,8 @@ def type_mismatch(declared: str | None, detected: str | None) -> bool:
     if declared == "application/octet-stream":
         return False
     if detected == "text/plain":
-        return not declared.startswith("text/")
+        text_based = declared.startswith("text/") or declared in TEXT_BASED or declared.endswith(("+json", "+xml"))
+        return not text_based
     return declared != detected
 
 

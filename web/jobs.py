@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from actors.cancel import cancel_job
 from actors.notify import deliver_webhook
 from actors.pipeline import publish_job
-from actors.storage import open_store
+from actors.storage import content_disposition, open_store
 from models import delivery, staging
 from models import job as jobs
 from models import upload as uploads
@@ -174,7 +174,7 @@ def _serve(key: str, filename: str, content_type: str) -> ResponseReturnValue:
     if url is not None:
         return redirect(url, code=302)
     response = Response(stream_with_context(store.iter_object(key)), mimetype=content_type)
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Content-Disposition"] = content_disposition(filename)
     return response
 
 

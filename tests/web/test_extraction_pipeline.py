@@ -619,13 +619,9 @@ def test_a_failed_jobs_derivatives_are_404_and_its_original_is_kept(client, tena
     assert original.status_code == 200 and original.data == data
 
 
-# --- Bugs found while writing these tests ------------------------------------------------------
+# --- Regressions: bugs these tests found -------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="web/jobs.py _serve() formats Content-Disposition by hand: no escaping, no RFC 6266 filename*",
-)
 @pytest.mark.parametrize("filename", ["rapport – été.pdf", 'say "cheese".jpg'])
 def test_download_names_any_filename_correctly(client, tenant, pipeline, filename: str) -> None:  # type: ignore[no-untyped-def]
     """The Content-Disposition of a download must be a valid header for any name a client may upload.
@@ -633,8 +629,9 @@ def test_download_names_any_filename_correctly(client, tenant, pipeline, filenam
     A WSGI header value must be Latin-1 (PEP 3333): werkzeug's and gunicorn's servers fail on
     "–"; a quote in the name ends the quoted string early, so the browser saves "say ".
     """
-    run: Run = pipeline(filename, b"plain text\n")
-    assert run.job["filename"] == filename  # stored right; only the header is wrong
+    # chunked: the name travels in JSON (werkzeug's test client does not escape quotes in a form part's filename)
+    run: Run = pipeline(filename, b"plain text\n", chunked=True)
+    assert run.job["filename"] == filename
     response = client.get(f"/v1/jobs/{run.job['job_id']}/download", headers=tenant.headers)
     assert response.status_code == 200 and response.data == b"plain text\n"
     disposition = response.headers["Content-Disposition"]
@@ -642,9 +639,6 @@ def test_download_names_any_filename_correctly(client, tenant, pipeline, filenam
     assert parse_options_header(disposition) == ("attachment", {"filename": filename})
 
 
-@pytest.mark.xfail(
-    strict=True, reason="models/views.py type_mismatch(): detected text/plain only agrees with a declared text/*"
-)
 @pytest.mark.parametrize(
     ("filename", "declared"),
     [("data.json", "application/json"), ("feed.xml", "application/xml"), ("logo.svg", "image/svg+xml")],
@@ -659,9 +653,6 @@ def test_text_formats_declared_by_their_own_type_are_no_mismatch(pipeline, filen
     assert run.job["type_mismatch"] is False
 
 
-@pytest.mark.xfail(
-    strict=True, reason="sandbox.ChildError is not transient (actors/transient.py): the job fails internal_error"
-)
 def test_an_extraction_child_that_lost_its_reply_is_retried(pipeline, reconfigure, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A child that exits without a reply is the environment's fault (sandbox.py says: retry), not the file's."""
     reconfigure(extract_isolation=True)
