@@ -54,8 +54,11 @@ def completed_job(stack: contextlib.ExitStack, chute: Any, api: Api) -> str:
 
     receiver = stack.enter_context(WebhookReceiver())
     data = b"chute api benchmark\n" * 512
-    created = api.call("POST", "/v1/uploads", json_body={"filename": "report.txt", "size": len(data),
-                                                        "webhook_url": receiver.url("/hook")})  # fmt: skip
+    created = api.call(
+        "POST",
+        "/v1/uploads",
+        json_body={"filename": "report.txt", "size": len(data), "webhook_url": receiver.url("/hook")},
+    )
     api.call("PUT", f"/v1/uploads/{created['upload_id']}/chunks/0", body=data)
     job_id = str(api.call("POST", f"/v1/uploads/{created['upload_id']}/complete")["job_id"])
     worker = start_worker(stack, chute, processes=1, threads=2)
@@ -70,16 +73,27 @@ def completed_job(stack: contextlib.ExitStack, chute: Any, api: Api) -> str:
 def chunk_targets(api: Api) -> list[str]:
     paths = []
     for _ in range(UPLOADS):
-        created = api.call("POST", "/v1/uploads", json_body={"filename": "chunks.bin", "size": CHUNKS * MiB,
-                                                            "chunk_size": MiB})  # fmt: skip
+        created = api.call(
+            "POST", "/v1/uploads", json_body={"filename": "chunks.bin", "size": CHUNKS * MiB, "chunk_size": MiB}
+        )
         paths += [f"/v1/uploads/{created['upload_id']}/chunks/{n}" for n in range(CHUNKS)]
     return paths
 
 
-def drive(name: str, base_url: str, method: str, paths: list[str], headers: dict[str, str], body: bytes,
-          args: argparse.Namespace, root: Path, pid: int) -> dict[str, Any]:  # fmt: skip
-    load = loadgen.Load(base_url, method, paths, headers, body, connections=args.connections,
-                        threads=2, seconds=args.warmup)  # fmt: skip
+def drive(
+    name: str,
+    base_url: str,
+    method: str,
+    paths: list[str],
+    headers: dict[str, str],
+    body: bytes,
+    args: argparse.Namespace,
+    root: Path,
+    pid: int,
+) -> dict[str, Any]:
+    load = loadgen.Load(
+        base_url, method, paths, headers, body, connections=args.connections, threads=2, seconds=args.warmup
+    )
     if args.warmup > 0:
         loadgen.run(load, root)
     load.seconds = args.seconds
@@ -94,14 +108,14 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench api", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds: smoke mode for CI")
     parser.add_argument("--json-only", action="store_true", help="print the JSON line only")
-    parser.add_argument("--seconds", type=float, help="load per measurement (default 10; quick 2)")
-    parser.add_argument("--warmup", type=float, help="warm-up load before each (default 2; quick 1)")
+    parser.add_argument("--seconds", type=float, help="load per measurement (default 10; quick 1)")
+    parser.add_argument("--warmup", type=float, help="warm-up load before each (default 2; quick 0)")
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections (default 16)")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (production: 2)")
     parser.add_argument("--web-threads", type=int, default=8, help="gthread threads (production: 8)")
     args = parser.parse_args(argv)
-    args.seconds = args.seconds or (2.0 if args.quick else 10.0)
-    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    args.seconds = args.seconds or (1.0 if args.quick else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.0 if args.quick else 2.0)
     return args
 
 
@@ -114,10 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report = Report("api", args.quick)
     report.settings = {
-        "web": f"{args.web_workers}x{args.web_threads} gthread", "connections": args.connections,
-        "seconds": args.seconds, "tool": "wrk" if loadgen.wrk_available() else "python (wrk not installed)",
-        "chunk": "1 MiB with Content-Digest", "database": "postgresql",
-    }  # fmt: skip
+        "web": f"{args.web_workers}x{args.web_threads} gthread",
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "tool": "wrk" if loadgen.wrk_available() else "python (wrk not installed)",
+        "chunk": "1 MiB with Content-Digest",
+        "database": "postgresql",
+    }
     body = b"x" * MiB
     digest = "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
     results: dict[str, dict[str, Any]] = {}
@@ -134,24 +151,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         port = free_port()
         bare_url = f"http://127.0.0.1:{port}"
         bare = start_service(
-            stack, "bare", gunicorn_argv("bench.bare_app:app", f"127.0.0.1:{port}", workers=args.web_workers,
-                                         threads=args.web_threads),
-            {**chute.env, "BENCH_BARE_JOB": str(root / "job.json")}, root, http_ready(bare_url + "/healthz"),
-        )  # fmt: skip
+            stack,
+            "bare",
+            gunicorn_argv(
+                "bench.bare_app:app", f"127.0.0.1:{port}", workers=args.web_workers, threads=args.web_threads
+            ),
+            {**chute.env, "BENCH_BARE_JOB": str(root / "job.json")},
+            root,
+            http_ready(bare_url + "/healthz"),
+        )
 
         auth = {"Authorization": f"Bearer {key}"}
         put_headers = {**auth, "Content-Digest": digest, "Content-Type": "application/octet-stream"}
         for target, url, pid in (("chute", base_url, web.process.pid), ("bare", bare_url, bare.process.pid)):
-            results[f"{target}_get"] = drive(f"{target}-get", url, "GET", [f"/v1/jobs/{job_id}"], auth, b"",
-                                             args, root, pid)  # fmt: skip
+            results[f"{target}_get"] = drive(
+                f"{target}-get", url, "GET", [f"/v1/jobs/{job_id}"], auth, b"", args, root, pid
+            )
             results[f"{target}_put"] = drive(f"{target}-put", url, "PUT", paths, put_headers, body, args, root, pid)
 
     for what, label in (("get", "GET /v1/jobs/{id}"), ("put", "PUT chunk 1 MiB")):
         chute_r, bare_r = results[f"chute_{what}"], results[f"bare_{what}"]
-        report.add(Row(f"{label} req/s", chute_r["requests_per_s"], bare_r["requests_per_s"], "req/s",
-                       target=THROUGHPUT_TARGET), f"{what}_requests_per_s", f"bare_{what}_requests_per_s")  # fmt: skip
-        report.add(Row(f"{label} p50", chute_r["p50_ms"], bare_r["p50_ms"], "ms"), f"{what}_p50_ms", f"bare_{what}_p50_ms")
-        report.add(Row(f"{label} p99", chute_r["p99_ms"], bare_r["p99_ms"], "ms"), f"{what}_p99_ms", f"bare_{what}_p99_ms")
+        report.add(
+            Row(
+                f"{label} req/s", chute_r["requests_per_s"], bare_r["requests_per_s"], "req/s", target=THROUGHPUT_TARGET
+            ),
+            f"{what}_requests_per_s",
+            f"bare_{what}_requests_per_s",
+        )
+        report.add(
+            Row(f"{label} p50", chute_r["p50_ms"], bare_r["p50_ms"], "ms"), f"{what}_p50_ms", f"bare_{what}_p50_ms"
+        )
+        report.add(
+            Row(f"{label} p99", chute_r["p99_ms"], bare_r["p99_ms"], "ms"), f"{what}_p99_ms", f"bare_{what}_p99_ms"
+        )
         for target in ("chute", "bare"):
             errors = results[f"{target}_{what}"]["errors"]
             if errors:

@@ -194,7 +194,7 @@ class Report:
     bench: str
     quick: bool
     #: Flat figures, named ``<what>_<unit>``; every one a positive number after a good run.
-    figures: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, float | None] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -350,13 +350,19 @@ def chute_stack(stack: contextlib.ExitStack, root: Path, *, s3: bool, **settings
 
     database_url = stack.enter_context(postgres_database())
     prefix = stack.enter_context(rabbitmq_prefix())
+    moto_started: threading.Thread | None = None
     if s3:
         moto = MotoServer(root)
-        stack.callback(moto.stop)
-        moto.start()
+        moto_started = threading.Thread(target=moto.start, daemon=True)  # boots while the migrations run
+
+        def stop_moto() -> None:
+            moto_started.join(60)  # a start still under way must finish before it can be stopped
+            moto.stop()
+
+        stack.callback(stop_moto)
+        moto_started.start()
         storage_url = s3_url("127.0.0.1", moto.port, "bench")
-        assert moto.service is not None and moto.service.process is not None
-        moto_pid = moto.service.process.pid
+        moto_pid = 0
     else:
         storage_url, moto_pid = f"file://{root / 'objects'}", 0
     staging = root / "staging"
@@ -373,6 +379,12 @@ def chute_stack(stack: contextlib.ExitStack, root: Path, *, s3: bool, **settings
     )
     env["PYTHONWARNINGS"] = "ignore"
     run_migrations(env)
+    if moto_started is not None:
+        moto_started.join()
+        if moto.service is None or not moto.service.alive():
+            raise RuntimeError("the S3 server (moto) did not start")
+        assert moto.service.process is not None
+        moto_pid = moto.service.process.pid
     return ChuteStack(root, env, database_url, prefix, storage_url, staging, moto_pid)
 
 
@@ -407,16 +419,25 @@ def start_service(
 def gunicorn_argv(app: str, bind: str, *, workers: int, threads: int) -> list[str]:
     """The gunicorn command line of ``chute web`` (web/cli.py), for any WSGI app."""
     return [
-        sys.executable, "-m", "gunicorn",
-        "--worker-class", "gthread",
-        "--workers", str(workers),
-        "--threads", str(threads),
-        "--bind", bind,
-        "--timeout", "120",
-        "--graceful-timeout", "30",
-        "--access-logfile", "-",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--worker-class",
+        "gthread",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--bind",
+        bind,
+        "--timeout",
+        "120",
+        "--graceful-timeout",
+        "30",
+        "--access-logfile",
+        "-",
         app,
-    ]  # fmt: skip
+    ]
 
 
 def http_ready(url: str) -> Callable[[Any], bool]:
@@ -440,8 +461,18 @@ def start_web(
     from tests.support.services import free_port
 
     port = free_port()
-    argv = [sys.executable, "-m", "web.cli", "web", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--threads", str(threads)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "web.cli",
+        "web",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+    ]
     base_url = f"http://127.0.0.1:{port}"
     web = start_service(stack, name, argv, chute.env, chute.root, http_ready(base_url + "/healthz"))
     return web, base_url
@@ -451,8 +482,15 @@ def start_worker(
     stack: contextlib.ExitStack, chute: ChuteStack, *, processes: int, threads: int, name: str = "worker"
 ) -> Any:
     """``chute worker`` (Dramatiq CLI) until every worker process says it is ready."""
-    return start_dramatiq(stack, [sys.executable, "-m", "web.cli", "worker"], chute.env, chute.root,
-                          processes=processes, threads=threads, name=name)  # fmt: skip
+    return start_dramatiq(
+        stack,
+        [sys.executable, "-m", "web.cli", "worker"],
+        chute.env,
+        chute.root,
+        processes=processes,
+        threads=threads,
+        name=name,
+    )
 
 
 def start_dramatiq(
@@ -490,8 +528,16 @@ class Api:
         self.headers = {"Authorization": f"Bearer {api_key}"}
         self.http = urllib3.PoolManager(maxsize=maxsize, retries=False, timeout=urllib3.Timeout(10, 120))
 
-    def call(self, method: str, path: str, *, json_body: Any = None, body: Any = None,
-             headers: dict[str, str] | None = None, expect: int | tuple[int, ...] = (200, 201, 202)) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        expect: int | tuple[int, ...] = (200, 201, 202),
+    ) -> Any:
         """One request; the decoded JSON answer. Raises RuntimeError on an unexpected status."""
         all_headers = {**self.headers, **(headers or {})}
         if json_body is not None:
@@ -531,7 +577,8 @@ class Profiler:
     directory: ``<dir>/<name>.txt`` gets collapsed stacks (flamegraph.pl or speedscope read them).
 
     By default only the thread holding the GIL is sampled (``--gil``: where Python burns CPU);
-    ``BENCH_PROFILE_IDLE=1`` records every thread, waiting ones too (latency hunting). Without ``BENCH_PROFILE`` (the normal case) this does nothing.
+    ``BENCH_PROFILE_IDLE=1`` records every thread, waiting ones too (latency hunting).
+    Without ``BENCH_PROFILE`` (the normal case) this does nothing.
     """
 
     def __init__(self, name: str, pid: int):
@@ -546,8 +593,19 @@ class Profiler:
         if not directory or not Path(spy).exists():
             return self
         Path(directory).mkdir(parents=True, exist_ok=True)
-        argv = [spy, "record", "--pid", str(self.pid), "--subprocesses", "--format", "raw", "--rate", "200",
-                "-o", str(Path(directory) / f"{self.name}.txt")]  # fmt: skip
+        argv = [
+            spy,
+            "record",
+            "--pid",
+            str(self.pid),
+            "--subprocesses",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "-o",
+            str(Path(directory) / f"{self.name}.txt"),
+        ]
         argv.append("--idle" if os.environ.get("BENCH_PROFILE_IDLE") else "--gil")
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self

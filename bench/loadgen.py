@@ -78,8 +78,20 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, errors, latency:percentile(50), latency:percentile(99)))
 end
 """)
-    argv = ["wrk", "-t", str(load.threads), "-c", str(load.connections), "-d", f"{max(1, round(load.seconds))}s",
-            "--timeout", "30s", "-s", str(script), load.base_url]  # fmt: skip
+    argv = [
+        "wrk",
+        "-t",
+        str(load.threads),
+        "-c",
+        str(load.connections),
+        "-d",
+        f"{max(1, round(load.seconds))}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        load.base_url,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=load.seconds + 60)
     line = next((line for line in done.stdout.splitlines() if line.startswith("WRKJSON ")), None)
     if done.returncode or line is None:
@@ -100,8 +112,13 @@ def _run_python(load: Load, workdir: Path) -> dict[str, Any]:
     body = workdir / "load-body.bin"
     body.write_bytes(load.body)
     spec.write_text(json.dumps({**load.__dict__, "body": str(body)}))
-    out = subprocess.run([sys.executable, "-m", "bench.loadgen", str(spec)], capture_output=True, text=True,
-                         timeout=load.seconds + 60, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=load.seconds + 60,
+        check=True,
+    ).stdout
     return {"tool": "python", **json.loads(out.splitlines()[-1])}
 
 
@@ -145,8 +162,13 @@ def _drive(spec: dict[str, Any]) -> dict[str, Any]:
     elapsed = time.monotonic() - begin
     merged = sorted(x for mine in latencies for x in mine)
     pick = lambda p: merged[min(len(merged) - 1, int(len(merged) * p / 100))] * 1000 if merged else 0.0  # noqa: E731
-    return {"requests": len(merged), "requests_per_s": len(merged) / elapsed, "p50_ms": pick(50),
-            "p99_ms": pick(99), "errors": errors[0]}  # fmt: skip
+    return {
+        "requests": len(merged),
+        "requests_per_s": len(merged) / elapsed,
+        "p50_ms": pick(50),
+        "p99_ms": pick(99),
+        "errors": errors[0],
+    }
 
 
 if __name__ == "__main__":

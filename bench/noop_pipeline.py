@@ -23,18 +23,19 @@ _host, _, _port = os.environ.get("BENCH_NOOP_REPORT", "127.0.0.1:9").rpartition(
 _report_to = (_host, int(_port))
 _socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
-broker = RabbitmqBroker(url=os.environ.get("BENCH_NOOP_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-                        confirm_delivery=True)  # fmt: skip
+broker = RabbitmqBroker(
+    url=os.environ.get("BENCH_NOOP_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/"), confirm_delivery=True
+)
 dramatiq.set_broker(broker)
 
 
-def _stage(name: str, last: bool = False) -> dramatiq.Actor:
+def _stage(name: str, last: bool = False) -> dramatiq.Actor[[str], None]:
     def run(job_id: str) -> None:
         if last:
             _socket.sendto(job_id.encode(), _report_to)
 
     run.__name__ = f"noop_{name}"
-    return dramatiq.actor(run, actor_name=f"noop_{name}", queue_name=f"{_prefix}{name}")
+    return dramatiq.actor(actor_name=f"noop_{name}", queue_name=f"{_prefix}{name}")(run)
 
 
 assemble = _stage("assemble")

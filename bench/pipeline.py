@@ -104,11 +104,15 @@ class Chute:
         def one(n: int) -> tuple[str, str]:
             kind = kinds[n % len(kinds)]
             data = self.files[kind]
-            created = self.api.call("POST", "/v1/uploads", json_body={
-                "filename": f"file-{n}.{'txt' if kind == 'text' else 'jpg'}",
-                "size": len(data),
-                "webhook_url": self.receiver.url("/hook"),
-            })  # fmt: skip
+            created = self.api.call(
+                "POST",
+                "/v1/uploads",
+                json_body={
+                    "filename": f"file-{n}.{'txt' if kind == 'text' else 'jpg'}",
+                    "size": len(data),
+                    "webhook_url": self.receiver.url("/hook"),
+                },
+            )
             self.api.call("PUT", f"/v1/uploads/{created['upload_id']}/chunks/0", body=data)
             return created["upload_id"], kind
 
@@ -193,8 +197,9 @@ def run_chute(args: argparse.Namespace, report: Report, stack: contextlib.ExitSt
     }
 
 
-def open_loop(send: Callable[[Any], tuple[str, float]], items: Sequence[Any], rate: float,
-              pool: ThreadPoolExecutor) -> dict[str, float]:  # fmt: skip
+def open_loop(
+    send: Callable[[Any], tuple[str, float]], items: Sequence[Any], rate: float, pool: ThreadPoolExecutor
+) -> dict[str, float]:
     """Send ``items`` at ``rate`` per second whatever the answers take; {id: start time}."""
     futures = []
     begin = time.monotonic()
@@ -278,8 +283,15 @@ def run_ceiling(args: argparse.Namespace, stack: contextlib.ExitStack, root: Any
     log(f"pipeline/ceiling: publishing {count} no-op pipelines with no worker running")
     batch = [f"noop-{n}" for n in range(count)]
     list(pool.map(publish, batch))
-    worker = start_dramatiq(stack, [sys.executable, "-m", "dramatiq", "bench.noop_pipeline"], dict(os.environ),
-                            root, processes=args.processes, threads=args.threads, name="noop-worker")  # fmt: skip
+    worker = start_dramatiq(
+        stack,
+        [sys.executable, "-m", "dramatiq", "bench.noop_pipeline"],
+        dict(os.environ),
+        root,
+        processes=args.processes,
+        threads=args.threads,
+        name="noop-worker",
+    )
     with CpuAccount({"worker": worker.process.pid}) as cpu:
         arrivals = udp.wait(batch, timeout=60 + count / 50)
     cpu_per_job = cpu.per(count)
@@ -302,9 +314,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds: smoke mode for CI")
     parser.add_argument("--json-only", action="store_true", help="print the JSON line only")
-    parser.add_argument("--jobs", type=int, help="chute jobs in the saturation batch (default 600; quick 40)")
-    parser.add_argument("--noop-jobs", type=int, help="no-op jobs in the ceiling's batch (default 6000; quick 400)")
-    parser.add_argument("--latency-jobs", type=int, help="jobs sent at the moderate rate (default 150; quick 16)")
+    parser.add_argument("--jobs", type=int, help="chute jobs in the saturation batch (default 600; quick 24)")
+    parser.add_argument("--noop-jobs", type=int, help="no-op jobs in the ceiling's batch (default 6000; quick 300)")
+    parser.add_argument("--latency-jobs", type=int, help="jobs sent at the moderate rate (default 150; quick 8)")
     parser.add_argument("--rate", type=float, help="the moderate rate, jobs/s (default: 1/4 of chute's saturation)")
     parser.add_argument("--mix", choices=("both", "text", "jpeg"), default="both", help="kinds of file (default both)")
     parser.add_argument("--processes", type=int, default=2, help="worker processes (chute's default 2)")
@@ -312,9 +324,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--web-threads", type=int, default=8)
     args = parser.parse_args(argv)
-    args.jobs = args.jobs or (40 if args.quick else 600)
-    args.noop_jobs = args.noop_jobs or (400 if args.quick else 6000)
-    args.latency_jobs = args.latency_jobs or (16 if args.quick else 150)
+    args.jobs = args.jobs or (24 if args.quick else 600)
+    args.noop_jobs = args.noop_jobs or (300 if args.quick else 6000)
+    args.latency_jobs = args.latency_jobs or (8 if args.quick else 150)
     return args
 
 
@@ -325,11 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report = Report("pipeline", args.quick)
     report.settings = {
-        "jobs": args.jobs, "noop_jobs": args.noop_jobs, "latency_jobs": args.latency_jobs,
-        "worker": f"{args.processes}x{args.threads}", "web": f"{args.web_workers}x{args.web_threads}",
+        "jobs": args.jobs,
+        "noop_jobs": args.noop_jobs,
+        "latency_jobs": args.latency_jobs,
+        "worker": f"{args.processes}x{args.threads}",
+        "web": f"{args.web_workers}x{args.web_threads}",
         "files": {"both": "10 KB text + 100 KB JPEG, half each", "text": "10 KB text", "jpeg": "100 KB JPEG"}[args.mix],
         "confirms": True,
-    }  # fmt: skip
+    }
     with workdir("pipeline") as root:
         # One side at a time, each stopped before the other starts: they share two cores.
         with contextlib.ExitStack() as stack:
@@ -340,11 +355,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     lat = chute["latencies"]
     report.settings["latency_rate_per_s"] = round(chute["latency_rate"], 2)
     report.settings["noop_cpu_ms_per_job"] = ceiling["cpu_ms_per_job"]
-    report.add(Row("saturation", chute["rate"], ceiling["rate"], "jobs/s", target=THROUGHPUT_TARGET),
-               "jobs_per_s", "noop_jobs_per_s")  # fmt: skip
+    report.add(
+        Row("saturation", chute["rate"], ceiling["rate"], "jobs/s", target=THROUGHPUT_TARGET),
+        "jobs_per_s",
+        "noop_jobs_per_s",
+    )
     for p in (50, 99):
-        report.add(Row(f"latency p{p}", percentile(lat["all"], p), percentile(noop_latencies, p), "ms"),
-                   f"latency_p{p}_ms", f"noop_latency_p{p}_ms")  # fmt: skip
+        report.add(
+            Row(f"latency p{p}", percentile(lat["all"], p), percentile(noop_latencies, p), "ms"),
+            f"latency_p{p}_ms",
+            f"noop_latency_p{p}_ms",
+        )
     for kind in ("text", "jpeg") if args.mix == "both" else ():
         report.add(Row(f"latency p50 {kind}", median(lat[kind]), unit="ms"), f"latency_p50_{kind}_ms")
         report.add(Row(f"latency p99 {kind}", percentile(lat[kind], 99), unit="ms"), f"latency_p99_{kind}_ms")
