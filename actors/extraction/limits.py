@@ -36,7 +36,7 @@ class ExtractLimits:
     derivative_format: str = "JPEG"
     max_image_pixels: int = 64_000_000
     max_pdf_pages: int = 2000
-    time_limit_seconds: float = 60
+    time_limit_seconds: float = 30
     memory_limit_mb: int = 1024
     isolation: bool = True
     keep_exif_gps: bool = False

@@ -131,8 +131,10 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(client, tenant, dra
 
 def test_send_time_guard_refuses_what_the_allow_list_no_longer_allows(client, tenant, receiver, drain, api,
                                                                       settings: Settings) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    job_id = send_file(client, tenant, receiver.url())  # loopback allowed when the job is created
-    configure(dataclasses.replace(settings, webhook_allowed_hosts=()))  # the guard is on at send time
+    # The app's guard (built with the app) allows loopback when the job is created; the worker's
+    # send-time guard follows the current settings, which no longer do.
+    configure(dataclasses.replace(settings, webhook_allowed_hosts=()))
+    job_id = send_file(client, tenant, receiver.url())
     drain()
     assert receiver.requests == []
     (attempt,) = deliveries(api, job_id)
