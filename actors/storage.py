@@ -26,7 +26,7 @@ from minio import Minio
 from minio.datatypes import Part
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
-from models.errors import StorageUnavailable
+from models.errors import MultipartGone, StorageUnavailable
 
 #: S3's smallest part (except the last) and largest part count.
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -63,6 +63,8 @@ def _s3_errors(fn: Callable[..., T]) -> Callable[..., T]:
         try:
             return fn(*args, **kwargs)
         except S3Error as e:
+            if e.code == "NoSuchUpload":
+                raise MultipartGone(f"S3 no longer has the multipart upload: {e.message}") from None
             if e.code in ("SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"):
                 raise StorageUnavailable(f"S3 {e.code}: {e.message}") from None
             raise
@@ -143,7 +145,7 @@ class S3Store:
         try:
             self.client._abort_multipart_upload(self.bucket, key, upload_id)
         except S3Error as e:
-            if e.code != "NoSuchUpload":
+            if e.code != "NoSuchUpload":  # already gone is what we wanted
                 raise
 
     @_s3_errors
@@ -230,6 +232,8 @@ class FileStore:
         return upload_id
 
     def upload_part(self, key: str, upload_id: str, number: int, offset: int, data: bytes) -> str:
+        if not self._incoming(upload_id).exists():
+            raise MultipartGone(f"no multipart upload {upload_id}")
         with open(self._incoming(upload_id), "r+b") as out:
             out.seek(offset)
             out.write(data)
@@ -237,6 +241,8 @@ class FileStore:
 
     def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
         incoming = self._incoming(upload_id)
+        if not incoming.exists():
+            raise MultipartGone(f"no multipart upload {upload_id}")
         with open(incoming, "r+b") as out:
             os.fsync(out.fileno())
         target = self._path(key)

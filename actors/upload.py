@@ -20,6 +20,7 @@ from models import job as jobs
 from models import staging
 from models import upload as uploads
 from models.db import session_scope
+from models.errors import MultipartGone
 from models.settings import current_settings
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,13 @@ def upload(job_id: str) -> None:
 
     if not multipart:
         store.put_stream(key, io.BytesIO(file.read_at(0, file.size)), file.size, content_type)
-    elif not _upload_parts(job_id, store, file, key, multipart_id, done_parts, part_size):
-        return  # cancelled: the multipart upload was aborted
+    else:
+        try:
+            if not _upload_parts(job_id, store, file, key, multipart_id, done_parts, part_size):
+                return  # cancelled: the multipart upload was aborted
+        except MultipartGone:
+            _forget_multipart(job_id)  # the retry starts a new one
+            raise
 
     with session_scope() as session:
         job = jobs.load_job(session, job_id, for_update=True)
@@ -79,6 +85,15 @@ def upload(job_id: str) -> None:
         jobs.advance(job, "upload")
     staging.remove_upload(settings.staging_dir, upload_row.id)
     log.info("job %s stored as %s/%s", job_id, store.bucket, key)
+
+
+def _forget_multipart(job_id: str) -> None:
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id, for_update=True)
+        if job is not None:
+            job.multipart_id = None
+            job.parts = None
+    log.warning("job %s: the store lost its multipart upload; starting over on retry", job_id)
 
 
 def _upload_parts(

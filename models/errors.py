@@ -106,3 +106,9 @@ class BrokerUnavailable(TransientError):
     """A message could not be published (the web layer answers 503)."""
 
     code = "broker_unavailable"
+
+
+class MultipartGone(StorageUnavailable):
+    """The store no longer knows a multipart upload (aborted elsewhere, or expired): start over."""
+
+    code = "multipart_gone"

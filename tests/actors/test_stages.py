@@ -128,3 +128,31 @@ def test_a_file_that_kills_workers_fails_its_job(settings: Settings, tenant: Ten
     job = load(job_id)
     assert job.status == jobs.FAILED and job.error_code == "too_many_attempts"
     assert not staging.upload_dir(settings.staging_dir, job.upload_id).exists()
+
+
+def test_a_lost_multipart_upload_starts_over_on_retry(settings: Settings, tenant: TenantKeys, stub_broker) -> None:  # type: ignore[no-untyped-def]
+    """S3 may drop an unfinished multipart upload (a lifecycle rule): the retry begins a new one."""
+    import dataclasses
+
+    from actors.storage import MIN_PART_SIZE, open_store
+    from models.errors import MultipartGone
+    from models.settings import configure
+
+    configure(dataclasses.replace(settings, part_size=MIN_PART_SIZE))
+    data = bytes(range(256)) * (MIN_PART_SIZE // 128)  # two parts
+    job_id = staged_job(settings, tenant, data)
+    run_stage(assemble, job_id)
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id, for_update=True)
+        assert job is not None
+        job.object_key = "lost/key.bin"
+        job.multipart_id = open_store(settings.storage_url).begin_multipart("lost/key.bin", "text/plain")
+        job.parts = []
+        lost = job.multipart_id
+    open_store(settings.storage_url).abort_multipart("lost/key.bin", lost)
+    with pytest.raises(MultipartGone):
+        run_stage(upload, job_id)
+    assert load(job_id).multipart_id is None
+    run_stage(upload, job_id)  # the retry
+    stored = Path(settings.storage_url.removeprefix("file://")) / "lost/key.bin"
+    assert stored.read_bytes() == data and load(job_id).uploaded_at is not None
