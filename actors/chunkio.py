@@ -37,23 +37,31 @@ class ChunkedFile:
 
     def read_at(self, offset: int, length: int) -> bytes:
         """``length`` bytes from ``offset`` (fewer at the end), crossing chunk boundaries."""
-        out = bytearray()
         index = bisect.bisect_right(self.starts, offset) - 1
+        if 0 <= index < len(self.chunks):
+            chunk, within = self.chunks[index], offset - self.starts[index]
+            if within + length <= chunk.size:  # inside one chunk (the usual case): no extra copy
+                return self._read(chunk, within, length)
+        out = bytearray()
         while length > 0 and 0 <= index < len(self.chunks):
             chunk = self.chunks[index]
             within = offset - self.starts[index]
             take = min(length, chunk.size - within)
             if take > 0:
-                with open(chunk.path, "rb") as f:
-                    f.seek(within)
-                    data = f.read(take)
-                if len(data) != take:
-                    raise OSError(f"{chunk.path} is shorter than its manifest says")
-                out += data
+                out += self._read(chunk, within, take)
                 offset += take
                 length -= take
             index += 1
         return bytes(out)
+
+    @staticmethod
+    def _read(chunk: ChunkFile, offset: int, length: int) -> bytes:
+        with open(chunk.path, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+        if len(data) != length:
+            raise OSError(f"{chunk.path} is shorter than its manifest says")
+        return data
 
     def head(self, length: int = 4096) -> bytes:
         return self.read_at(0, min(length, self.size))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from actors.assemble import staged_file
 from actors.chunkio import ChunkedFile
@@ -25,6 +26,10 @@ from models.settings import current_settings
 
 log = logging.getLogger(__name__)
 
+#: Parts in flight per job, as the minio client's own put_object does: memory stays at
+#: PARALLEL_PARTS x part size (24 MiB by default) whatever the file's size.
+PARALLEL_PARTS = 3
+
 
 def object_key(job: jobs.Job) -> str:
     """``{tenant}/{job}/{filename}``: readable in the bucket, unique per job."""
@@ -34,12 +39,6 @@ def object_key(job: jobs.Job) -> str:
 
 def derivative_key(job: jobs.Job, filename: str) -> str:
     return f"{job.tenant_id}/{job.id}/derivatives/{filename}"
-
-
-def _cancelled(job_id: str) -> bool:
-    with session_scope() as session:
-        job = jobs.load_job(session, job_id)
-        return job is None or job.status == jobs.CANCELLED
 
 
 @stage_actor("upload")
@@ -105,24 +104,54 @@ def _upload_parts(
     done_parts: list[tuple[int, str]],
     part_size: int,
 ) -> bool:
-    """Send the parts not yet stored; False if the job was cancelled meanwhile."""
+    """Send the parts not yet stored, ``PARALLEL_PARTS`` at a time; False if the job was cancelled.
+
+    Each finished part is recorded (with progress) at once, in the same transaction that checks
+    for a cancel, so a retry resumes after the last recorded part.
+    """
     parts = dict(done_parts)
     count = -(-file.size // part_size)
-    for number in range(1, count + 1):
-        if number in parts:
-            continue
-        if _cancelled(job_id):
-            store.abort_multipart(key, multipart_id)
-            log.info("job %s cancelled during upload: multipart upload aborted", job_id)
-            return False
-        offset = (number - 1) * part_size
-        etag = store.upload_part(key, multipart_id, number, offset, file.read_at(offset, part_size))
-        parts[number] = etag
-        with session_scope() as session:
-            job = jobs.load_job(session, job_id, for_update=True)
-            if job is None:
-                return False
-            job.parts = sorted([n, e] for n, e in parts.items())
-            jobs.report_progress(session, job_id, "upload", len(parts) / count)
+    todo = iter([n for n in range(1, count + 1) if n not in parts])
+    cancelled = False
+    with ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix=f"upload-{job_id}") as pool:
+        in_flight: dict[Future[str], int] = {}
+
+        def send_next() -> None:
+            number = next(todo, None)
+            if number is not None:
+                offset = (number - 1) * part_size
+                future = pool.submit(_send_part, store, file, key, multipart_id, number, offset, part_size)
+                in_flight[future] = number
+
+        for _ in range(PARALLEL_PARTS):
+            send_next()
+        while in_flight and not cancelled:
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                parts[in_flight.pop(future)] = future.result()
+            cancelled = not _record_parts(job_id, parts, count)
+            for _ in finished:
+                send_next()
+    if cancelled:
+        store.abort_multipart(key, multipart_id)
+        log.info("job %s cancelled during upload: multipart upload aborted", job_id)
+        return False
     store.complete_multipart(key, multipart_id, sorted(parts.items()))
     return True
+
+
+def _send_part(
+    store: ObjectStore, file: ChunkedFile, key: str, multipart_id: str, number: int, offset: int, size: int
+) -> str:
+    return store.upload_part(key, multipart_id, number, offset, file.read_at(offset, size))
+
+
+def _record_parts(job_id: str, parts: dict[int, str], count: int) -> bool:
+    """Record the stored parts and the progress; False if the job was cancelled (or is gone)."""
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id, for_update=True)
+        if job is None or job.status == jobs.CANCELLED:
+            return False
+        job.parts = sorted([n, e] for n, e in parts.items())
+        jobs.report_progress(session, job_id, "upload", len(parts) / count)
+        return True

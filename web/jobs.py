@@ -88,7 +88,7 @@ def create_batch() -> ResponseReturnValue:
                     metadata=metadata,
                 )
                 if writer.size:
-                    writer.finish(staging.chunk_path(cfg.staging_dir, upload.id, 0))
+                    writer.finish(staging.chunk_path(cfg.staging_dir, upload.id, 0), durable=True)
                 else:
                     writer.discard()
                 job = jobs.create_job(session, upload)

@@ -156,6 +156,7 @@ def complete(upload_id: str) -> ResponseReturnValue:
                     code="incomplete_upload",
                     details={"missing": missing[:1000], "missing_count": len(missing)},
                 )
+            staging.sync_upload(settings().staging_dir, upload_id)
             job = jobs.create_job(session, upload)
         job_id, status, enqueued = job.id, job.status, job.enqueued_at is not None
     if not enqueued:

@@ -4,6 +4,7 @@ lost publishes are re-sent, abandoned uploads expire."""
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -156,3 +157,26 @@ def test_a_lost_multipart_upload_starts_over_on_retry(settings: Settings, tenant
     run_stage(upload, job_id)  # the retry
     stored = Path(settings.storage_url.removeprefix("file://")) / "lost/key.bin"
     assert stored.read_bytes() == data and load(job_id).uploaded_at is not None
+
+
+def test_a_cancel_during_the_upload_aborts_the_multipart_upload(settings: Settings, tenant: TenantKeys,
+                                                                 stub_broker) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    import dataclasses
+
+    from actors.storage import MIN_PART_SIZE
+    from models.settings import configure
+
+    configure(dataclasses.replace(settings, part_size=MIN_PART_SIZE))
+    job_id = staged_job(settings, tenant, os.urandom(MIN_PART_SIZE * 3))
+    run_stage(assemble, job_id)
+    with session_scope() as session:
+        jobs.begin_stage(session, job_id, "upload", 5)
+        job = jobs.load_job(session, job_id)
+        assert job is not None
+        jobs.cancel(job)  # lands while the upload stage runs
+    upload.fn(job_id)
+    job = load(job_id)
+    assert job.status == jobs.CANCELLED and job.uploaded_at is None
+    store_root = Path(settings.storage_url.removeprefix("file://"))
+    assert not (store_root / (job.object_key or "missing")).exists()
+    assert list((store_root / ".multipart").iterdir()) == []  # the multipart upload was aborted
