@@ -11,6 +11,7 @@ import logging
 
 from actors.chunkio import READ_SIZE, ChunkedFile, ChunkFile
 from actors.extraction import detect
+from actors.progress import ProgressThrottle
 from actors.stage import stage_actor
 from models import job as jobs
 from models import staging
@@ -44,6 +45,7 @@ def assemble(job_id: str) -> None:
 
     whole = hashlib.sha256()
     done = 0
+    progress = ProgressThrottle()
     file = staged_file(upload, chunks)
     for chunk, part in zip(chunks, file.chunks, strict=True):
         digest = hashlib.sha256()
@@ -63,8 +65,9 @@ def assemble(job_id: str) -> None:
                 details={"index": chunk.index},
             )
         done += size
-        with session_scope() as session:
-            jobs.report_progress(session, job_id, "assemble", done / max(file.size, 1))
+        if progress.due(done / max(file.size, 1)):
+            with session_scope() as session:
+                jobs.report_progress(session, job_id, "assemble", done / max(file.size, 1))
 
     sha256 = whole.hexdigest()
     if declared_sha256 and declared_sha256.lower() != sha256:

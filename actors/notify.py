@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 
@@ -79,9 +80,11 @@ def notify(job_id: str) -> None:
             )
             session.add(event)
         pending = event.status == delivery.PENDING and event.attempts == 0
-        message_id = event.id
+        tenant = session.get(Tenant, job.tenant_id)
+        assert tenant is not None
+        first = Prepared(event.id, event.url, event.payload.encode(), tenant.signing_secrets())
     if pending:
-        attempt_delivery(message_id)
+        attempt_delivery(first.message_id, first)
 
 
 @dramatiq.actor(actor_name="deliver_webhook", queue_name=settings.queue("notify"), max_retries=0)
@@ -90,19 +93,24 @@ def deliver_webhook(message_id: str) -> None:
     attempt_delivery(message_id)
 
 
-def attempt_delivery(message_id: str) -> Outcome | None:
+@dataclass(frozen=True)
+class Prepared:
+    """What one attempt sends, when the caller has just read it (saves a transaction)."""
+
+    message_id: str
+    url: str
+    body: bytes
+    secrets: list[str]
+
+
+def attempt_delivery(message_id: str, prepared: Prepared | None = None) -> Outcome | None:
     """Make one attempt if one is due, record it, and schedule the next if it failed."""
     cfg = current_settings()
-    with session_scope() as session:
-        event = session.get(delivery.WebhookEvent, message_id)
-        if event is None or event.status != delivery.PENDING:
+    if prepared is None:
+        prepared = _prepare(message_id)
+        if prepared is None:
             return None
-        if event.next_attempt_at and utcnow() < event.next_attempt_at:
-            _schedule(message_id, (event.next_attempt_at - utcnow()).total_seconds())
-            return None
-        tenant = session.get(Tenant, event.tenant_id)
-        assert tenant is not None
-        secrets, url, body = tenant.signing_secrets(), event.url, event.payload.encode()
+    url, body, secrets = prepared.url, prepared.body, prepared.secrets
 
     outcome = _send(url, body, secrets, message_id, cfg.webhook_timeout_seconds)
     next_delay: float | None = None
@@ -137,6 +145,20 @@ def attempt_delivery(message_id: str) -> Outcome | None:
     if next_delay is not None:
         _schedule(message_id, next_delay)
     return outcome
+
+
+def _prepare(message_id: str) -> Prepared | None:
+    """The event to send now, or None when it is not pending or not due yet (then re-scheduled)."""
+    with session_scope() as session:
+        event = session.get(delivery.WebhookEvent, message_id)
+        if event is None or event.status != delivery.PENDING:
+            return None
+        if event.next_attempt_at and utcnow() < event.next_attempt_at:
+            _schedule(message_id, (event.next_attempt_at - utcnow()).total_seconds())
+            return None
+        tenant = session.get(Tenant, event.tenant_id)
+        assert tenant is not None
+        return Prepared(message_id, event.url, event.payload.encode(), tenant.signing_secrets())
 
 
 def _send(url: str, body: bytes, secrets: list[str], message_id: str, timeout: float) -> Outcome:

@@ -61,7 +61,9 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; for a SQLite file, its directory is created."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # No pre-ping (a round trip per checkout); connections are recycled instead, and a dead
+        # one fails its transaction: workers retry it, the API answers 503.
+        return create_engine(url, pool_recycle=300, pool_size=10, max_overflow=20)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})

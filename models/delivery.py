@@ -57,8 +57,15 @@ class WebhookAttempt(Base):
 
 
 def latest_event(session: Session, job_id: str) -> WebhookEvent | None:
-    query = select(WebhookEvent).where(WebhookEvent.job_id == job_id).order_by(WebhookEvent.created_at.desc())
-    return session.scalars(query.limit(1)).first()
+    return latest_events(session, [job_id]).get(job_id)
+
+
+def latest_events(session: Session, job_ids: list[str]) -> dict[str, WebhookEvent]:
+    """The newest event of each job, in one query (a page of jobs is not N+1 queries)."""
+    if not job_ids:
+        return {}
+    query = select(WebhookEvent).where(WebhookEvent.job_id.in_(job_ids)).order_by(WebhookEvent.created_at)
+    return {event.job_id: event for event in session.scalars(query)}
 
 
 def attempts_of_job(session: Session, job_id: str) -> list[tuple[WebhookEvent, WebhookAttempt]]:

@@ -81,6 +81,8 @@ class Settings:
     worker_processes: int = 2
     worker_threads: int = 8
     presign_ttl_seconds: int = 900
+    #: How long the API trusts a looked-up API key without asking the database again.
+    api_key_cache_seconds: float = 30.0
     #: Where gunicorn's workers share Prometheus samples (emptied when ``chute web`` starts).
     metrics_dir: str = "var/metrics"
     #: The largest body the API reads at all; bigger requests get 413 before any byte is read.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy.exc
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
@@ -58,6 +59,14 @@ def register(app: Flask) -> None:
     def transient_error(error: errors.TransientError) -> ResponseReturnValue:
         log.warning("dependency unavailable: %s", error)
         response = error_response(_status_of(error), error.code, error.message)
+        response.headers["Retry-After"] = "5"  # type: ignore[union-attr]
+        return response
+
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    @app.errorhandler(sqlalchemy.exc.InterfaceError)
+    def database_error(error: Exception) -> ResponseReturnValue:
+        log.warning("database unavailable: %s", error)
+        response = error_response(503, "database_unavailable", "the database is unavailable; try again")
         response.headers["Retry-After"] = "5"  # type: ignore[union-attr]
         return response
 

@@ -122,7 +122,8 @@ def index() -> ResponseReturnValue:
         rows, cursor = jobs.list_jobs(
             session, tenant_id(), status=status, limit=limit, cursor=request.args.get("cursor")
         )
-        return {"jobs": [_view(session, job) for job in rows], "next_cursor": cursor}
+        events = delivery.latest_events(session, [job.id for job in rows])
+        return {"jobs": [job_view(job, events.get(job.id)) for job in rows], "next_cursor": cursor}
 
 
 @bp.get("/<job_id>")

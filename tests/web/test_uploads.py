@@ -147,3 +147,15 @@ def test_zero_byte_upload_completes_without_chunks(api) -> None:  # type: ignore
 
 def test_chunk_layout_helpers() -> None:
     assert [len(c) for c in chunks_of(b"x" * 70, 30)] == [30, 30, 10]
+
+
+def test_a_database_outage_is_503_not_500(settings: Settings, stub_broker) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from web import create_app
+
+    down = dataclasses.replace(settings, database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    client = create_app(down).test_client()
+    response = client.get("/v1/jobs", headers={"Authorization": "Bearer chute_whatever"})
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "database_unavailable"
+    assert response.headers["Retry-After"] == "5"
