@@ -19,6 +19,7 @@ from datetime import timedelta
 from functools import cache
 
 import dramatiq
+import urllib3
 
 from actors.url_guard import UrlGuard
 from actors.webhooks import Outcome, deliver, event_id, headers
@@ -45,8 +46,14 @@ def _guard(allowed: tuple[str, ...]) -> UrlGuard:
     return UrlGuard(allowed)
 
 
+@cache
+def _pool(allowed: tuple[str, ...], timeout: float) -> urllib3.PoolManager:
+    """One guarded pool per allow-list and timeout, so deliveries reuse keep-alive connections."""
+    return _guard(allowed).pool_manager(timeout)
+
+
 def url_guard() -> UrlGuard:
-    """The SSRF guard for the current allow-list (one per list: it holds a connection pool)."""
+    """The SSRF guard for the current allow-list."""
     return _guard(current_settings().webhook_allowed_hosts)
 
 
@@ -177,7 +184,7 @@ def _send(url: str, body: bytes, secrets: list[str], message_id: str, timeout: f
             retryable=False,
         )
     signed = headers(secrets, message_id, int(time.time()), body)
-    return deliver(url, body, signed, timeout=timeout, pool=guard.pool_manager(timeout))
+    return deliver(url, body, signed, timeout=timeout, pool=_pool(current_settings().webhook_allowed_hosts, timeout))
 
 
 def _schedule(message_id: str, delay_seconds: float) -> None:
