@@ -22,14 +22,14 @@ import pytest
 from dramatiq.middleware import Middleware
 from flask.testing import FlaskClient
 from PIL import ExifTags, Image
-from pypdf import PdfReader, PdfWriter
 from standardwebhooks import Webhook
 from werkzeug.http import parse_options_header
 
 from actors.extraction import sandbox
 from models.settings import Settings, configure
 from tests.actors.extraction import corpus
-from tests.actors.extraction.pdf_factory import PdfImage, make_pdf, serialize, stream
+from tests.actors.extraction.corpus import BOOK_PAGES, book, encrypted, gradient
+from tests.actors.extraction.pdf_factory import make_pdf, serialize, stream
 from tests.conftest import TenantKeys
 from tests.support.files import corrupt_pdf
 from tests.support.uploading import chunked_upload
@@ -37,37 +37,15 @@ from tests.support.webhook_receiver import WebhookReceiver
 
 # --- The corpus ------------------------------------------------------------------------------
 
-BOOK_INFO = {
-    "Title": "A (small) book",
-    "Author": "Ada Lovelace",
-    "Subject": "Engines",
-    "Creator": "pdf_factory",
-    "Producer": "chute tests",
-    "CreationDate": "D:20240102030405+01'00'",
-    "ModDate": "D:20240203040506Z",
-}
-BOOK_PAGES = [["Chapter one", "It was a dark night."], ["Chapter two"], ["The end (really)"]]
 
 
-@cache
-def book() -> bytes:
-    """Three pages of text, PDF 1.5, with every document info entry (dates in PDF's D: form)."""
-    return make_pdf(BOOK_PAGES, info=BOOK_INFO, version="1.5")
 
 
-@cache
-def encrypted(user_password: str, algorithm: str) -> bytes:
-    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(book())))
-    writer.encrypt(user_password=user_password, owner_password="owner-secret", algorithm=algorithm)
-    buf = io.BytesIO()
-    writer.write(buf)
-    return buf.getvalue()
 
 
-def gradient(width: int, height: int) -> PdfImage:
-    """Red rising left to right: a preview whose pixels show it is the page's picture."""
-    row = b"".join(bytes((x * 255 // (width - 1), 0, 64)) for x in range(width))
-    return PdfImage(width, height, row * height)
+
+
+
 
 
 @cache

@@ -9,8 +9,12 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from functools import cache
 
 from PIL import ExifTags, Image
+from pypdf import PdfReader, PdfWriter
+
+from tests.actors.extraction.pdf_factory import PdfImage, make_pdf
 
 #: The place and person the EXIF of :func:`personal_exif` gives away.
 LATITUDE, LONGITUDE = -33.86, 151.21
@@ -82,3 +86,39 @@ def bilevel_png(side: int) -> bytes:
     """A black square of 1-bit pixels: tiny on disk, ``side``² bytes once decoded by Pillow."""
     row = b"\x00" + b"\x00" * ((side + 7) // 8)
     return png(side, side, bit_depth=1, colour_type=0, idat=zlib.compress(row * side, 6))
+
+
+# --- PDFs ---------------------------------------------------------------------------------
+
+BOOK_INFO = {
+    "Title": "A (small) book",
+    "Author": "Ada Lovelace",
+    "Subject": "Engines",
+    "Creator": "pdf_factory",
+    "Producer": "chute tests",
+    "CreationDate": "D:20240102030405+01'00'",
+    "ModDate": "D:20240203040506Z",
+}
+BOOK_PAGES = [["Chapter one", "It was a dark night."], ["Chapter two"], ["The end (really)"]]
+
+
+@cache
+def book() -> bytes:
+    """Three pages of text with full document info, PDF 1.5."""
+    return make_pdf(BOOK_PAGES, info=BOOK_INFO, version="1.5")
+
+
+@cache
+def encrypted(user_password: str, algorithm: str) -> bytes:
+    """``book()`` encrypted; an empty user password still opens it."""
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(book())))
+    writer.encrypt(user_password=user_password, owner_password="owner-secret", algorithm=algorithm)
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()
+
+
+def gradient(width: int, height: int) -> PdfImage:
+    """Red rising left to right: a preview whose pixels show it is the page's picture."""
+    row = b"".join(bytes((x * 255 // (width - 1), 0, 64)) for x in range(width))
+    return PdfImage(width, height, row * height)

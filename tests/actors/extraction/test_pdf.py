@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import zlib
 
 import pytest
 from PIL import Image
-from pypdf import PdfReader, PdfWriter
 
 from models.errors import FileRejected
 from tests.actors.extraction.conftest import Extract
-from tests.actors.extraction.pdf_factory import PdfImage, make_pdf, serialize, stream
-
-BOOK_INFO = {
-    "Title": "A (small) book",
-    "Author": "Ada Lovelace",
-    "Subject": "Engines",
-    "Creator": "pdf_factory",
-    "Producer": "chute tests",
-    "CreationDate": "D:20240102030405+01'00'",
-    "ModDate": "D:20240203040506Z",
-}
-BOOK_PAGES = [["Chapter one", "It was a dark night."], ["Chapter two"], ["The end (really)"]]
-
-
-def book() -> bytes:
-    return make_pdf(BOOK_PAGES, info=BOOK_INFO, version="1.5")
-
-
-def encrypted(user_password: str, algorithm: str) -> bytes:
-    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(book())))
-    writer.encrypt(user_password=user_password, owner_password="owner-secret", algorithm=algorithm)
-    buf = io.BytesIO()
-    writer.write(buf)
-    return buf.getvalue()
-
-
-def gradient(width: int, height: int) -> PdfImage:
-    """Red rising left to right: a preview that is not one flat colour."""
-    row = b"".join(bytes((x * 255 // (width - 1), 0, 64)) for x in range(width))
-    return PdfImage(width, height, row * height)
+from tests.actors.extraction.corpus import BOOK_PAGES, book, encrypted, gradient
+from tests.actors.extraction.pdf_factory import make_pdf, serialize, stream
 
 
 def test_document_info_pages_and_text(extract: Extract) -> None:
