@@ -83,6 +83,9 @@ class Settings:
     presign_ttl_seconds: int = 900
     #: How long the API trusts a looked-up API key without asking the database again.
     api_key_cache_seconds: float = 30.0
+    # The ``chute upload`` client.
+    api_url: str = "http://127.0.0.1:8000"
+    api_key: str = ""
     #: Where gunicorn's workers share Prometheus samples (emptied when ``chute web`` starts).
     metrics_dir: str = "var/metrics"
     #: The largest body the API reads at all; bigger requests get 413 before any byte is read.

@@ -136,6 +136,38 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upload(args: argparse.Namespace) -> int:
+    """Upload files through the chunked API; with --wait, follow each job to its end."""
+    import urllib3
+
+    from web.client import Api, ClientError, upload_file, wait_for_job
+
+    settings = Settings.from_env()
+    api_key = args.api_key or settings.api_key
+    if not api_key:
+        print("chute upload: set CHUTE_API_KEY or pass --api-key", file=sys.stderr)
+        return 2
+    api = Api((args.url or settings.api_url).rstrip("/"), api_key, urllib3.PoolManager(maxsize=args.parallel))
+    if args.resume and len(args.files) != 1:
+        print("chute upload: --resume takes exactly one FILE", file=sys.stderr)
+        return 2
+    failed = False
+    for name in args.files:
+        path = Path(name)
+        try:
+            done = upload_file(api, path, chunk_size=args.chunk_size, resume=args.resume,
+                               webhook_url=args.webhook_url, parallel=args.parallel)  # fmt: skip
+            job = wait_for_job(api, done["job_id"]) if args.wait else done
+        except (ClientError, OSError) as e:
+            print(f"chute upload: {path}: {e}", file=sys.stderr)
+            failed = True
+            continue
+        print(json.dumps({"file": str(path), "job_id": job["job_id"], "status": job["status"],
+                          "error": job.get("error")}))  # fmt: skip
+        failed = failed or job["status"] in ("failed", "cancelled")
+    return 1 if failed else 0
+
+
 def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -165,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     sub.add_parser("migrate", help="alembic upgrade head").set_defaults(func=cmd_migrate)
+    upload = sub.add_parser("upload", help="resumable upload of files, with a progress bar")
+    upload.add_argument("files", nargs="+", metavar="FILE")
+    upload.add_argument("--wait", action="store_true", help="follow each job until it ends")
+    upload.add_argument("--url", help="the API (default CHUTE_API_URL or http://127.0.0.1:8000)")
+    upload.add_argument("--api-key", help="default CHUTE_API_KEY")
+    upload.add_argument("--chunk-size", type=int)
+    upload.add_argument("--parallel", type=int, default=4, help="chunks in flight")
+    upload.add_argument("--resume", metavar="UPLOAD_ID", help="send only what this upload still misses")
+    upload.add_argument("--webhook-url")
+    upload.set_defaults(func=cmd_upload)
     sub.add_parser("bench", help="benchmarks: chute bench NAME [--quick] (same as python -m bench)")
     sub.add_parser("cleanup", help="expire abandoned uploads, re-send lost jobs").set_defaults(func=cmd_cleanup)
 
