@@ -40,12 +40,14 @@ def release_job(job_id: str) -> None:
 
 
 def sweep() -> dict[str, int]:
-    """Expire abandoned uploads and re-send jobs whose first message never reached the broker.
+    """Expire abandoned uploads; re-send jobs whose first message never reached the broker, and
+    processing jobs that stalled because a later message was lost (say, the broker went away
+    between two stages).
 
     Returns:
-        How many uploads were expired and how many jobs were re-sent.
+        How many uploads were expired, and how many jobs were re-sent or resumed.
     """
-    from actors.pipeline import publish_job
+    from actors.pipeline import publish_job, resume_job
 
     settings = current_settings()
     with session_scope() as session:
@@ -61,6 +63,15 @@ def sweep() -> dict[str, int]:
             resent += 1
         except Exception:
             log.warning("job %s: re-sending failed; next sweep tries again", job_id, exc_info=True)
-    if expired or resent:
-        log.info("sweep: expired %d uploads, re-sent %d jobs", len(expired), resent)
-    return {"expired_uploads": len(expired), "resent_jobs": resent}
+    with session_scope() as session:
+        stalled = jobs.stalled_jobs(session, utcnow() - timedelta(seconds=settings.stall_after_seconds))
+    resumed = 0
+    for job_id, stage in stalled:
+        try:
+            resume_job(job_id, stage)
+            resumed += 1
+        except Exception:
+            log.warning("job %s: resuming at %s failed; next sweep tries again", job_id, stage, exc_info=True)
+    if expired or resent or resumed:
+        log.info("sweep: expired %d uploads, re-sent %d jobs, resumed %d", len(expired), resent, resumed)
+    return {"expired_uploads": len(expired), "resent_jobs": resent, "resumed_jobs": resumed}

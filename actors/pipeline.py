@@ -17,9 +17,14 @@ from models import job as jobs
 from models.db import session_scope
 from models.errors import BrokerUnavailable
 
+#: The stage actors, in order.
+STAGE_ACTORS = (assemble, upload, extract, notify)
 
-def job_pipeline(job_id: str) -> dramatiq.pipeline:
-    stages = (assemble, upload, extract, notify)
+
+def job_pipeline(job_id: str, start: str = "assemble") -> dramatiq.pipeline:
+    """The messages from stage ``start`` to the end (earlier stages are done or not wanted)."""
+    names = [stage.actor_name for stage in STAGE_ACTORS]
+    stages = STAGE_ACTORS[names.index(start) :]
     return dramatiq.pipeline(stage.message_with_options(args=(job_id,), pipe_ignore=True) for stage in stages)
 
 
@@ -38,3 +43,18 @@ def publish_job(job_id: str) -> None:
         raise BrokerUnavailable(f"the message broker is unavailable: {e}") from None
     with session_scope() as session:
         jobs.mark_enqueued(session, job_id)
+
+
+def resume_job(job_id: str, stage: str) -> None:
+    """Send a stalled job's pipeline again from ``stage``; a duplicate of a message still in
+    flight is harmless (each stage is idempotent and its attempts are counted).
+
+    Raises:
+        BrokerUnavailable: the broker did not take the message.
+    """
+    try:
+        job_pipeline(job_id, start=stage).run()
+    except (BrokerError, OSError, RuntimeError) as e:
+        raise BrokerUnavailable(f"the message broker is unavailable: {e}") from None
+    with session_scope() as session:
+        jobs.touch(session, job_id)

@@ -253,5 +253,16 @@ def unpublished_jobs(session: Session, older_than: datetime) -> list[str]:
     return list(session.scalars(query.limit(1000)))
 
 
+def stalled_jobs(session: Session, older_than: datetime) -> list[tuple[str, str]]:
+    """Processing jobs untouched since ``older_than``, with the stage to resume them at."""
+    query = select(Job.id, Job.stage).where(Job.status == PROCESSING, Job.updated_at < older_than)
+    return [(job_id, stage or STAGES[0]) for job_id, stage in session.execute(query.limit(1000))]
+
+
+def touch(session: Session, job_id: str) -> None:
+    """Record that something happened to the job (a re-send), so the next sweep waits again."""
+    session.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow()))
+
+
 def mark_enqueued(session: Session, job_id: str) -> None:
     session.execute(update(Job).where(Job.id == job_id, Job.enqueued_at.is_(None)).values(enqueued_at=utcnow()))

@@ -54,6 +54,9 @@ class Settings:
     #: A queued job whose message was not confirmed published for this long is re-sent.
     requeue_after_seconds: int = 60
     sweep_interval_seconds: int = 60
+    #: A processing job with no progress for this long lost its message: the sweeper re-sends
+    #: its current stage. Longer than a stage's time limit plus the longest retry backoff.
+    stall_after_seconds: int = 20 * 60
     part_size: int = 8 * MiB
 
     # Extraction.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dramatiq
 import pytest
+from sqlalchemy import update
 
 from actors import assemble, extract, upload
 from actors.cleanup import sweep
@@ -97,7 +98,7 @@ def test_sweep_resends_a_job_whose_publish_was_lost(settings: Settings, tenant: 
         job = jobs.load_job(session, job_id)
         assert job is not None
         job.created_at = utcnow() - timedelta(seconds=settings.requeue_after_seconds + 1)
-    assert sweep() == {"expired_uploads": 0, "resent_jobs": 1}
+    assert sweep() == {"expired_uploads": 0, "resent_jobs": 1, "resumed_jobs": 0}
     assert stub_broker.queues["chute.assemble"].qsize() == 1
     assert load(job_id).enqueued_at is not None
     assert sweep()["resent_jobs"] == 0
@@ -180,3 +181,19 @@ def test_a_cancel_during_the_upload_aborts_the_multipart_upload(settings: Settin
     store_root = Path(settings.storage_url.removeprefix("file://"))
     assert not (store_root / (job.object_key or "missing")).exists()
     assert list((store_root / ".multipart").iterdir()) == []  # the multipart upload was aborted
+
+
+def test_sweep_resumes_a_job_whose_next_stage_message_was_lost(settings: Settings, tenant: TenantKeys,
+                                                                drain) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    job_id = staged_job(settings, tenant)
+    run_stage(assemble, job_id)  # assemble done; the message for upload never reached the broker
+    assert sweep()["resumed_jobs"] == 0  # not stalled yet
+    with session_scope() as session:
+        session.execute(
+            update(jobs.Job).where(jobs.Job.id == job_id)
+            .values(updated_at=utcnow() - timedelta(seconds=settings.stall_after_seconds + 1))
+        )  # fmt: skip
+    assert sweep()["resumed_jobs"] == 1
+    drain()
+    job = load(job_id)
+    assert job.status == jobs.COMPLETED and job.attempts == 3  # upload and extract ran once each

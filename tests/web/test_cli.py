@@ -38,7 +38,8 @@ def test_migrate_keys_rotate_and_cleanup(env: dict[str, str]) -> None:
     missing = chute(env, "keys", "rotate-secret", "--tenant", "nobody")
     assert missing.returncode == 1 and missing.stderr.strip() == "chute: no tenant named 'nobody'"
     swept = chute(env, "cleanup")
-    assert swept.returncode == 0 and json.loads(swept.stdout) == {"expired_uploads": 0, "resent_jobs": 0}
+    assert swept.returncode == 0
+    assert json.loads(swept.stdout) == {"expired_uploads": 0, "resent_jobs": 0, "resumed_jobs": 0}
 
 
 def test_worker_refuses_unknown_stages(env: dict[str, str]) -> None:
