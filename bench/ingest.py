@@ -64,7 +64,8 @@ def digest_header(data: bytes) -> str:
 
 
 def upload_file(api: Api, size: int, chunk_size: int, block: bytes, connections: int) -> float:
-    """Upload ``size`` bytes (``block`` repeated) in chunks over ``connections``; seconds taken."""
+    """Upload ``size`` bytes (``block`` repeated) in chunks over ``connections`` and complete it
+    (chunks durable on disk); seconds taken."""
     created = api.call("POST", "/v1/uploads", json_body={"filename": "big.bin", "size": size, "chunk_size": chunk_size})
     upload_id, count = created["upload_id"], created["chunk_count"]
     digests = {len(block): digest_header(block)}
@@ -85,6 +86,8 @@ def upload_file(api: Api, size: int, chunk_size: int, block: bytes, connections:
         with ThreadPoolExecutor(connections) as pool:
             started = time.perf_counter()
             list(pool.map(put, range(count)))
+            # complete makes the chunks durable (one fsync pass), as the ceiling's fsync does
+            api.call("POST", f"/v1/uploads/{upload_id}/complete")
             return time.perf_counter() - started
     finally:
         api.call("DELETE", f"/v1/uploads/{upload_id}")

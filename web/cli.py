@@ -23,6 +23,18 @@ def _settings() -> Settings:
     return configure(Settings.from_env())
 
 
+#: glibc malloc tuning for processes that allocate many-MiB buffers from several threads (chunk
+#: bodies, multipart parts): a fixed mmap threshold returns every large buffer to the system when
+#: freed (the default threshold grows, so freed parts pile up in per-thread arenas and memory
+#: creeps up with file size), and few arenas bound the rest. An operator's own values win.
+MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": str(1024 * 1024), "MALLOC_ARENA_MAX": "2"}
+
+
+def _tune_malloc() -> None:
+    for name, value in MALLOC_TUNING.items():
+        os.environ.setdefault(name, value)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from migrations import upgrade
 
@@ -69,6 +81,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    _tune_malloc()
     argv = [
         sys.executable, "-m", "gunicorn",
         "--worker-class", "gthread",
@@ -85,6 +98,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
+    _tune_malloc()
     argv = [
         sys.executable, "-m", "dramatiq", "actors.worker",
         "--processes", str(args.processes or settings.worker_processes),

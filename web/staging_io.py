@@ -25,7 +25,7 @@ class HashingWriter:
         self.digest = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self.digest.update(data)
         self.size += len(data)
         return self.file.write(data)
@@ -74,14 +74,28 @@ def temp_path(directory: Path, stem: str) -> Path:
 
 
 def copy_body(stream: IO[bytes], writer: HashingWriter, limit: int) -> None:
-    """Copy at most ``limit`` + 1 bytes (one more tells the caller the body was too long)."""
+    """Copy at most ``limit`` + 1 bytes (one more tells the caller the body was too long).
+
+    Reads into one reused buffer: a fresh bytes object per block was a third of a chunk PUT's cost.
+    """
+    buffer = bytearray(COPY_SIZE)
+    view = memoryview(buffer)
     remaining = limit + 1
+    readinto = getattr(stream, "readinto", None)
     while remaining > 0:
-        block = stream.read(min(COPY_SIZE, remaining))
-        if not block:
-            break
-        writer.write(block)
-        remaining -= len(block)
+        want = min(COPY_SIZE, remaining)
+        if readinto is not None:
+            count = readinto(view[:want])
+            if not count:
+                break
+            writer.write(view[:count])
+        else:
+            block = stream.read(want)
+            if not block:
+                break
+            count = len(block)
+            writer.write(block)
+        remaining -= count
 
 
 def parse_content_digest(header: str | None) -> str | None:
