@@ -1,14 +1,7 @@
-"""The pipeline's workers: broker setup first, then the stage actors.
+"""The pipeline's workers: broker setup, middleware, the four stage actors, storage, webhooks.
 
-Importing this package sets Dramatiq's global broker from the settings (a RabbitmqBroker or
-the StubBroker) and declares the actors on it; the web process imports it to send messages.
+Importing the package itself does nothing: each module that declares actors imports
+``actors.broker`` first (which sets Dramatiq's global broker from the settings), so importing
+``actors.extraction`` in an extraction child stays cheap. ``actors.pipeline`` imports every
+stage; ``actors.worker`` is what ``chute worker`` hands to Dramatiq's CLI.
 """
-
-from actors.broker import broker  # noqa: I001  (the broker must exist before any actor is declared)
-from actors.assemble import assemble
-from actors.upload import upload
-from actors.extract import extract
-from actors.notify import deliver_webhook, notify
-from actors.pipeline import publish_job
-
-__all__ = ["broker", "assemble", "upload", "extract", "notify", "deliver_webhook", "publish_job"]

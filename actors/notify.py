@@ -21,6 +21,7 @@ from functools import cache
 import dramatiq
 import urllib3
 
+from actors.broker import broker
 from actors.url_guard import UrlGuard
 from actors.webhooks import Outcome, deliver, event_id, headers
 from models import delivery
@@ -57,7 +58,7 @@ def url_guard() -> UrlGuard:
     return _guard(current_settings().webhook_allowed_hosts)
 
 
-@dramatiq.actor(actor_name="notify", queue_name=settings.queue("notify"), throws=(ChuteError,))
+@dramatiq.actor(broker=broker, actor_name="notify", queue_name=settings.queue("notify"), throws=(ChuteError,))
 def notify(job_id: str) -> None:
     """Complete an extracted job, then deliver its ending as a webhook event."""
     with session_scope() as session:
@@ -94,7 +95,7 @@ def notify(job_id: str) -> None:
         attempt_delivery(first.message_id, first)
 
 
-@dramatiq.actor(actor_name="deliver_webhook", queue_name=settings.queue("notify"), max_retries=0)
+@dramatiq.actor(broker=broker, actor_name="deliver_webhook", queue_name=settings.queue("notify"), max_retries=0)
 def deliver_webhook(message_id: str) -> None:
     """A scheduled retry of one event (the schedule is ours, so Dramatiq does not retry it)."""
     attempt_delivery(message_id)

@@ -7,6 +7,7 @@ from typing import Any
 
 import dramatiq
 
+from actors.broker import broker
 from models.errors import ChuteError
 from models.settings import current_settings
 
@@ -18,6 +19,7 @@ def stage_actor(stage: str, **options: Any) -> Callable[[Callable[[str], None]],
     """
     settings = current_settings()
     return dramatiq.actor(
+        broker=broker,
         actor_name=stage,
         queue_name=settings.queue(stage),
         job_stage=stage,

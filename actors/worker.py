@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dramatiq.middleware.prometheus import Prometheus
 
-from actors import broker
+import actors.pipeline  # noqa: F401  (declares every stage actor)
+from actors.broker import broker
 
 broker.add_middleware(Prometheus())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-import models  # noqa: F401  (registers every table on Base.metadata)
-from models.db import Base, make_engine
+from models.db import make_engine
+from models.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from models import job as _job  # noqa: F401  (the tables our foreign keys name)
 from models.db import Base, utcnow
 
 #: Event delivery states.

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from models import tenant as _tenant  # noqa: F401  (the table our foreign keys name)
 from models.db import Base, utcnow
 from models.errors import Conflict, Invalid, NotFound, TooLarge
 from models.ids import new_id

@@ -33,8 +33,10 @@ import dramatiq  # noqa: E402
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
-import actors  # noqa: E402
-from models.db import Base, database, session_scope  # noqa: E402
+import actors.pipeline  # noqa: E402,F401  (declares every actor on the StubBroker)
+from actors.broker import broker as the_broker  # noqa: E402
+from models.db import database, session_scope  # noqa: E402
+from models.schema import Base  # noqa: E402
 from models.settings import Settings, configure  # noqa: E402
 from models.tenant import issue_key  # noqa: E402
 from web import create_app  # noqa: E402
@@ -61,7 +63,7 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
 
 @pytest.fixture
 def stub_broker(settings: Settings) -> Iterator[dramatiq.Broker]:
-    broker = actors.broker
+    broker = the_broker
     broker.flush_all()
     yield broker
     broker.flush_all()

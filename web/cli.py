@@ -132,7 +132,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     upgrade(settings.database_url)
     app = create_app(settings)
-    from actors import broker
+    import actors.pipeline  # noqa: F401  (declares every stage actor)
+    from actors.broker import broker
 
     with session_scope() as session:
         issued = issue_key(session, args.tenant)

@@ -12,8 +12,10 @@ import dramatiq
 import pytest
 from sqlalchemy import update
 
-from actors import assemble, extract, upload
+from actors.assemble import assemble
 from actors.cleanup import sweep
+from actors.extract import extract
+from actors.upload import upload
 from models import job as jobs
 from models import staging
 from models import upload as uploads

@@ -11,9 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-import models  # noqa: F401
 from migrations import upgrade
-from models.db import Base
+from models.schema import Base
 from tests.support import services
 
 
