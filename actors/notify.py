@@ -83,9 +83,8 @@ def notify(job_id: str) -> None:
                 attempts=0,
                 created_at=utcnow(),
             )
-            event.payload = json.dumps(
-                {"type": kind, "timestamp": iso(utcnow()), "data": job_view(job, event)}, separators=(",", ":")
-            )
+            data = job_view(job, delivery.WebhookState(delivery.PENDING, 0))
+            event.payload = json.dumps({"type": kind, "timestamp": iso(utcnow()), "data": data}, separators=(",", ":"))
             session.add(event)
         pending = event.status == delivery.PENDING and event.attempts == 0
         tenant = session.get(Tenant, job.tenant_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -57,16 +58,29 @@ class WebhookAttempt(Base):
         }
 
 
+@dataclass(frozen=True)
+class WebhookState:
+    """What a job view shows of its webhook: the newest event's status and attempts."""
+
+    status: str
+    attempts: int
+
+
 def latest_event(session: Session, job_id: str) -> WebhookEvent | None:
-    return latest_events(session, [job_id]).get(job_id)
+    query = select(WebhookEvent).where(WebhookEvent.job_id == job_id).order_by(WebhookEvent.created_at.desc())
+    return session.scalars(query.limit(1)).first()
 
 
-def latest_events(session: Session, job_ids: list[str]) -> dict[str, WebhookEvent]:
-    """The newest event of each job, in one query (a page of jobs is not N+1 queries)."""
+def webhook_states(session: Session, job_ids: list[str]) -> dict[str, WebhookState]:
+    """Each job's newest webhook state, in one query of three columns (no payloads, no N+1)."""
     if not job_ids:
         return {}
-    query = select(WebhookEvent).where(WebhookEvent.job_id.in_(job_ids)).order_by(WebhookEvent.created_at)
-    return {event.job_id: event for event in session.scalars(query)}
+    query = (
+        select(WebhookEvent.job_id, WebhookEvent.status, WebhookEvent.attempts)
+        .where(WebhookEvent.job_id.in_(job_ids))
+        .order_by(WebhookEvent.created_at)
+    )
+    return {job_id: WebhookState(status, attempts) for job_id, status, attempts in session.execute(query)}
 
 
 def attempts_of_job(session: Session, job_id: str) -> list[tuple[WebhookEvent, WebhookAttempt]]:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, case, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, defer, mapped_column
 
 from models.db import Base, utcnow
 from models.errors import BadRequest, Conflict, NotFound
@@ -107,13 +107,19 @@ def create_job(session: Session, upload: Upload) -> Job:
     return job
 
 
-def get_job(session: Session, tenant_id: str, job_id: str, *, for_update: bool = False) -> Job:
-    """The tenant's job.
+#: Columns a job view never shows (the result can be large); left unloaded by ``view_only``.
+HEAVY_COLUMNS = (Job.result, Job.parts)
+
+
+def get_job(session: Session, tenant_id: str, job_id: str, *, for_update: bool = False, view_only: bool = False) -> Job:
+    """The tenant's job (``view_only``: without the columns a job view does not show).
 
     Raises:
         NotFound: no such job for this tenant (also another tenant's).
     """
     query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)
+    if view_only:
+        query = query.options(*(defer(column) for column in HEAVY_COLUMNS))
     if for_update:
         query = query.with_for_update()
     job = session.scalar(query)
@@ -223,7 +229,7 @@ def list_jobs(
     Raises:
         BadRequest: a cursor this function did not make.
     """
-    query = select(Job).where(Job.tenant_id == tenant_id)
+    query = select(Job).where(Job.tenant_id == tenant_id).options(*(defer(column) for column in HEAVY_COLUMNS))
     if status:
         query = query.where(Job.status == status)
     if cursor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from models.delivery import WebhookEvent
+from models.delivery import WebhookState
 from models.job import Job
 
 
@@ -41,14 +41,14 @@ def type_mismatch(declared: str | None, detected: str | None) -> bool:
     return declared != detected
 
 
-def job_view(job: Job, event: WebhookEvent | None) -> dict[str, Any]:
+def job_view(job: Job, webhook_state: WebhookState | None) -> dict[str, Any]:
     """The job as clients see it (small: no page text, so webhooks stay under 20 KB)."""
     if job.webhook_url is None:
         webhook: dict[str, Any] | None = None
-    elif event is None:
+    elif webhook_state is None:
         webhook = {"status": "waiting", "attempts": 0}
     else:
-        webhook = {"status": event.status, "attempts": event.attempts}
+        webhook = {"status": webhook_state.status, "attempts": webhook_state.attempts}
     return {
         "job_id": job.id,
         "upload_id": job.upload_id,

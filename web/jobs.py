@@ -38,7 +38,7 @@ def settings() -> Settings:
 
 
 def _view(session: Any, job: jobs.Job) -> dict[str, Any]:
-    return job_view(job, delivery.latest_event(session, job.id))
+    return job_view(job, delivery.webhook_states(session, [job.id]).get(job.id))
 
 
 @bp.post("")
@@ -122,14 +122,14 @@ def index() -> ResponseReturnValue:
         rows, cursor = jobs.list_jobs(
             session, tenant_id(), status=status, limit=limit, cursor=request.args.get("cursor")
         )
-        events = delivery.latest_events(session, [job.id for job in rows])
-        return {"jobs": [job_view(job, events.get(job.id)) for job in rows], "next_cursor": cursor}
+        states = delivery.webhook_states(session, [job.id for job in rows])
+        return {"jobs": [job_view(job, states.get(job.id)) for job in rows], "next_cursor": cursor}
 
 
 @bp.get("/<job_id>")
 def show(job_id: str) -> ResponseReturnValue:
     with session_scope() as session:
-        return _view(session, jobs.get_job(session, tenant_id(), job_id))
+        return _view(session, jobs.get_job(session, tenant_id(), job_id, view_only=True))
 
 
 @bp.delete("/<job_id>")

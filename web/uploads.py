@@ -15,7 +15,7 @@ from models import job as jobs
 from models import staging
 from models import upload as uploads
 from models.db import session_scope
-from models.delivery import latest_event
+from models.delivery import webhook_states
 from models.errors import Conflict, Invalid
 from models.settings import Settings
 from models.views import iso, job_view
@@ -175,8 +175,8 @@ def status(upload_id: str) -> ResponseReturnValue:
                 code="upload_not_complete",
                 details={"status": upload.status},
             )
-        job = jobs.get_job(session, tenant_id(), upload.job_id)
-        return job_view(job, latest_event(session, job.id))
+        job = jobs.get_job(session, tenant_id(), upload.job_id, view_only=True)
+        return job_view(job, webhook_states(session, [job.id]).get(job.id))
 
 
 @bp.delete("/<upload_id>")
