@@ -95,6 +95,12 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Reads need no transaction on PostgreSQL: autocommit saves the BEGIN and COMMIT round
+        # trips. SQLite keeps its ordinary sessions (its BEGIN IMMEDIATE hook runs on every begin).
+        readers = self.engine if self.engine.dialect.name == "sqlite" else self.engine.execution_options(
+            isolation_level="AUTOCOMMIT"
+        )
+        self.read_sessions = sessionmaker(readers, expire_on_commit=False)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -114,6 +120,17 @@ def database() -> Database:
                 _database.dispose()
             _database = Database(url)
         return _database
+
+
+@contextmanager
+def read_scope() -> Iterator[Session]:
+    """A session for reading only (nothing it changes is written)."""
+    session = database().read_sessions()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
 
 
 @contextmanager

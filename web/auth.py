@@ -11,7 +11,7 @@ import time
 
 from flask import current_app, g, request
 
-from models.db import session_scope
+from models.db import read_scope
 from models.errors import Unauthorized
 from models.tenant import authenticate, hash_key
 
@@ -34,7 +34,7 @@ def require_tenant() -> None:
     with _lock:
         hit = _cache.get(digest)
     if hit is None or hit[0] < now:
-        with session_scope() as session:
+        with read_scope() as session:
             tenant = authenticate(session, key)
             hit = (now + current_app.config["CHUTE_SETTINGS"].api_key_cache_seconds, tenant.id, tenant.name)
         with _lock:

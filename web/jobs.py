@@ -17,7 +17,7 @@ from actors.storage import content_disposition, open_store
 from models import delivery, staging
 from models import job as jobs
 from models import upload as uploads
-from models.db import session_scope
+from models.db import read_scope, session_scope
 from models.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge
 from models.settings import Settings
 from models.views import job_view
@@ -118,7 +118,7 @@ def index() -> ResponseReturnValue:
     if status is not None and status not in (jobs.QUEUED, jobs.PROCESSING, *jobs.TERMINAL):
         raise BadRequest(f"unknown status {status!r}", code="invalid_query")
     limit = schemas.int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    with session_scope() as session:
+    with read_scope() as session:
         rows, cursor = jobs.list_jobs(
             session, tenant_id(), status=status, limit=limit, cursor=request.args.get("cursor")
         )
@@ -128,7 +128,7 @@ def index() -> ResponseReturnValue:
 
 @bp.get("/<job_id>")
 def show(job_id: str) -> ResponseReturnValue:
-    with session_scope() as session:
+    with read_scope() as session:
         return _view(session, jobs.get_job(session, tenant_id(), job_id, view_only=True))
 
 
@@ -140,7 +140,7 @@ def cancel(job_id: str) -> ResponseReturnValue:
 
 @bp.get("/<job_id>/result")
 def result(job_id: str) -> ResponseReturnValue:
-    with session_scope() as session:
+    with read_scope() as session:
         job = jobs.get_job(session, tenant_id(), job_id)
         if job.status != jobs.COMPLETED or job.result is None:
             raise Conflict(f"the job is {job.status}", code="not_ready", details={"status": job.status})
@@ -155,7 +155,7 @@ def result(job_id: str) -> ResponseReturnValue:
 
 def _stored_object(job_id: str, name: str | None) -> tuple[str, str, str]:
     """Key, filename and content type of the original (``name`` None) or a derivative."""
-    with session_scope() as session:
+    with read_scope() as session:
         job = jobs.get_job(session, tenant_id(), job_id)
         if job.object_key is None or job.uploaded_at is None:
             raise Conflict("the file is not stored yet", code="not_ready", details={"status": job.status})
@@ -191,7 +191,7 @@ def derivative(job_id: str, name: str) -> ResponseReturnValue:
 
 @bp.get("/<job_id>/deliveries")
 def deliveries(job_id: str) -> ResponseReturnValue:
-    with session_scope() as session:
+    with read_scope() as session:
         jobs.get_job(session, tenant_id(), job_id)
         rows = delivery.attempts_of_job(session, job_id)
         return {

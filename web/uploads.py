@@ -14,7 +14,7 @@ from actors.url_guard import UrlGuard
 from models import job as jobs
 from models import staging
 from models import upload as uploads
-from models.db import session_scope
+from models.db import read_scope, session_scope
 from models.delivery import webhook_states
 from models.errors import Conflict, Invalid
 from models.settings import Settings
@@ -94,7 +94,7 @@ def create() -> ResponseReturnValue:
 def put_chunk(upload_id: str, index: int) -> ResponseReturnValue:
     """Stream one chunk to staging while hashing it; store it only if size and digest match."""
     declared = parse_content_digest(request.headers.get("Content-Digest"))
-    with session_scope() as session:
+    with read_scope() as session:
         upload = uploads.get_upload(session, tenant_id(), upload_id)
         uploads.ensure_receiving(upload)
         expected = uploads.check_chunk_index(upload, index)
@@ -134,7 +134,7 @@ def put_chunk(upload_id: str, index: int) -> ResponseReturnValue:
 
 @bp.get("/<upload_id>")
 def show(upload_id: str) -> ResponseReturnValue:
-    with session_scope() as session:
+    with read_scope() as session:
         upload = uploads.get_upload(session, tenant_id(), upload_id)
         return upload_view(upload, uploads.chunks(session, upload_id))
 
@@ -167,7 +167,7 @@ def complete(upload_id: str) -> ResponseReturnValue:
 
 @bp.get("/<upload_id>/status")
 def status(upload_id: str) -> ResponseReturnValue:
-    with session_scope() as session:
+    with read_scope() as session:
         upload = uploads.get_upload(session, tenant_id(), upload_id)
         if upload.job_id is None:
             raise Conflict(
