@@ -8,8 +8,7 @@ written again.
 from __future__ import annotations
 
 import bisect
-import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,19 +64,3 @@ class ChunkedFile:
 
     def head(self, length: int = 4096) -> bytes:
         return self.read_at(0, min(length, self.size))
-
-
-def iter_file(path: Path, read_size: int = READ_SIZE) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while block := f.read(read_size):
-            yield block
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    """The sha256 (hex) and size of a file, read in blocks."""
-    digest = hashlib.sha256()
-    size = 0
-    for block in iter_file(path):
-        digest.update(block)
-        size += len(block)
-    return digest.hexdigest(), size

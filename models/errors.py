@@ -78,11 +78,6 @@ class FileRejected(ChuteError):
     code = "file_rejected"
 
 
-class Cancelled(ChuteError):
-    """The job was cancelled while a stage ran; the stage stops without failing the job."""
-
-    code = "cancelled"
-
 
 class TransientError(Exception):
     """A failure worth retrying: network, storage 5xx, broker or database hiccups."""

@@ -12,7 +12,7 @@ from models.delivery import WebhookState
 from models.job import Job
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
@@ -66,11 +66,7 @@ def job_view(job: Job, webhook_state: WebhookState | None) -> dict[str, Any]:
         "error": job.error,
         "metadata": job.meta or {},
         "webhook": webhook,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "completed_at": _iso(job.completed_at),
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "completed_at": iso(job.completed_at),
     }
-
-
-def iso(value: datetime | None) -> str | None:
-    return _iso(value)

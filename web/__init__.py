@@ -21,7 +21,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config.update(
-        CHUTE_SETTINGS=settings,
         CHUTE_URL_GUARD=UrlGuard(settings.webhook_allowed_hosts),
         # Werkzeug answers 413 before reading a body over this; chunk PUTs check their exact size.
         MAX_CONTENT_LENGTH=settings.max_request_size,

@@ -9,10 +9,11 @@ from __future__ import annotations
 import threading
 import time
 
-from flask import current_app, g, request
+from flask import g, request
 
 from models.db import read_scope
 from models.errors import Unauthorized
+from models.settings import current_settings
 from models.tenant import authenticate, hash_key
 
 #: Most keys the cache holds; past that it starts over (a flood of bad keys is never cached).
@@ -36,7 +37,7 @@ def require_tenant() -> None:
     if hit is None or hit[0] < now:
         with read_scope() as session:
             tenant = authenticate(session, key)
-            hit = (now + current_app.config["CHUTE_SETTINGS"].api_key_cache_seconds, tenant.id, tenant.name)
+            hit = (now + current_settings().api_key_cache_seconds, tenant.id, tenant.name)
         with _lock:
             if len(_cache) >= CACHE_SIZE:
                 _cache.clear()

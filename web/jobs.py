@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, redirect, request, stream_with_context, url_for
+from flask import Blueprint, Response, redirect, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
 
 from actors.cancel import cancel_job
@@ -19,7 +19,7 @@ from models import job as jobs
 from models import upload as uploads
 from models.db import read_scope, session_scope
 from models.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge
-from models.settings import Settings
+from models.settings import current_settings as settings
 from models.views import job_view
 from web import schemas
 from web.auth import require_tenant, tenant_id
@@ -31,10 +31,6 @@ bp.before_request(require_tenant)
 
 #: Page size limits of ``GET /v1/jobs``.
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
-
-
-def settings() -> Settings:
-    return current_app.config["CHUTE_SETTINGS"]
 
 
 def _view(session: Any, job: jobs.Job) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from flask.typing import ResponseReturnValue
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from actors.storage import open_store
 from models.db import database
+from models.settings import current_settings
 from web.openapi import DOCS_HTML, openapi_document
 
 bp = Blueprint("service", __name__)
@@ -47,7 +48,7 @@ def readyz() -> ResponseReturnValue:
     """200 when the database, the broker and the store answer; 503 naming what does not."""
     from actors.broker import broker, ping_broker
 
-    settings = current_app.config["CHUTE_SETTINGS"]
+    settings = current_settings()
 
     def db() -> None:
         with database().engine.connect() as conn:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, current_app, g
+from flask import Blueprint, g
 from flask.typing import ResponseReturnValue
 
 from models.db import session_scope
+from models.settings import current_settings
 from models.tenant import rotate_secret
 from models.views import iso
 from web.auth import require_tenant
@@ -19,7 +20,7 @@ bp.before_request(require_tenant)
 @bp.post("/rotate")
 def rotate() -> ResponseReturnValue:
     """Issue a new whsec_ secret; until the overlap ends, webhooks carry both signatures."""
-    overlap = timedelta(seconds=current_app.config["CHUTE_SETTINGS"].webhook_secret_overlap_seconds)
+    overlap = timedelta(seconds=current_settings().webhook_secret_overlap_seconds)
     with session_scope() as session:
         tenant = rotate_secret(session, g.tenant_name, overlap)
         return {

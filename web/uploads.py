@@ -17,7 +17,7 @@ from models import upload as uploads
 from models.db import read_scope, session_scope
 from models.delivery import webhook_states
 from models.errors import Conflict, Invalid
-from models.settings import Settings
+from models.settings import current_settings as settings
 from models.views import iso, job_view
 from web import schemas
 from web.auth import require_tenant, tenant_id
@@ -25,10 +25,6 @@ from web.staging_io import HashingWriter, copy_body, parse_content_digest, temp_
 
 bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")
 bp.before_request(require_tenant)
-
-
-def settings() -> Settings:
-    return current_app.config["CHUTE_SETTINGS"]
 
 
 def check_webhook_url(url: str | None) -> str | None:

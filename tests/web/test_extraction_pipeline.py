@@ -28,7 +28,7 @@ from werkzeug.http import parse_options_header
 from actors.extraction import sandbox
 from models.settings import Settings, configure
 from tests.actors.extraction import corpus
-from tests.actors.extraction.corpus import BOOK_PAGES, book, encrypted, gradient
+from tests.actors.extraction.corpus import BOOK_METADATA, BOOK_PAGES, book, encrypted, gradient
 from tests.actors.extraction.pdf_factory import make_pdf, serialize, stream
 from tests.conftest import TenantKeys
 from tests.support.files import corrupt_pdf
@@ -239,15 +239,7 @@ def check_book(run: Run) -> None:
     assert (result["kind"], result["mime"]) == ("pdf", "application/pdf")
     doc = result["document"]
     assert (doc["page_count"], doc["version"], doc["encrypted"], doc["locked"]) == (3, "1.5", False, False)
-    assert doc["metadata"] == {
-        "title": "A (small) book",
-        "author": "Ada Lovelace",
-        "subject": "Engines",
-        "creator": "pdf_factory",
-        "producer": "chute tests",
-        "created": "2024-01-02T03:04:05+01:00",
-        "modified": "2024-02-03T04:05:06+00:00",
-    }
+    assert doc["metadata"] == BOOK_METADATA
     assert [p["number"] for p in doc["pages"]] == [1, 2, 3]
     assert [p["text"].split() for p in doc["pages"]] == [" ".join(lines).split() for lines in BOOK_PAGES]
     assert doc["text_truncated"] is False and doc["unreadable_pages"] == []

@@ -99,6 +99,16 @@ BOOK_INFO = {
     "CreationDate": "D:20240102030405+01'00'",
     "ModDate": "D:20240203040506Z",
 }
+#: ``BOOK_INFO`` as extraction reports it (dates normalised to ISO 8601).
+BOOK_METADATA = {
+    "title": "A (small) book",
+    "author": "Ada Lovelace",
+    "subject": "Engines",
+    "creator": "pdf_factory",
+    "producer": "chute tests",
+    "created": "2024-01-02T03:04:05+01:00",
+    "modified": "2024-02-03T04:05:06+00:00",
+}
 BOOK_PAGES = [["Chapter one", "It was a dark night."], ["Chapter two"], ["The end (really)"]]
 
 

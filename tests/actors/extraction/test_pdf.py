@@ -9,7 +9,7 @@ from PIL import Image
 
 from models.errors import FileRejected
 from tests.actors.extraction.conftest import Extract
-from tests.actors.extraction.corpus import BOOK_PAGES, book, encrypted, gradient
+from tests.actors.extraction.corpus import BOOK_METADATA, BOOK_PAGES, book, encrypted, gradient
 from tests.actors.extraction.pdf_factory import make_pdf, serialize, stream
 
 
@@ -22,15 +22,7 @@ def test_document_info_pages_and_text(extract: Extract) -> None:
     assert doc["page_count"] == 3
     assert doc["version"] == "1.5"
     assert (doc["encrypted"], doc["locked"], doc["text_truncated"]) == (False, False, False)
-    assert doc["metadata"] == {
-        "title": "A (small) book",
-        "author": "Ada Lovelace",
-        "subject": "Engines",
-        "creator": "pdf_factory",
-        "producer": "chute tests",
-        "created": "2024-01-02T03:04:05+01:00",
-        "modified": "2024-02-03T04:05:06+00:00",
-    }
+    assert doc["metadata"] == BOOK_METADATA
     assert [p["number"] for p in doc["pages"]] == [1, 2, 3]
     assert doc["pages"][0]["text"].split() == "Chapter one It was a dark night.".split()
     assert doc["pages"][2]["text"].strip() == "The end (really)"
