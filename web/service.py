@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
 from flask.typing import ResponseReturnValue
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,7 +21,9 @@ from sqlalchemy import text
 from actors.storage import open_store
 from models.db import database
 from models.settings import current_settings
+from web.contract import Reply, operation
 from web.openapi import DOCS_HTML, openapi_document
+from web.schemas.service import Check, Health, Readiness
 
 bp = Blueprint("service", __name__)
 
@@ -30,21 +32,29 @@ LATENCY = Histogram("chute_http_request_seconds", "HTTP request latency", ["meth
 
 
 @bp.get("/healthz")
-def healthz() -> ResponseReturnValue:
-    return {"status": "ok"}
+@operation("getHealth", tags=["service"], summary="The process is up", responses={200: Health}, auth=None)
+def healthz() -> Health:
+    return Health(status="ok")
 
 
-def _check(name: str, fn: Any) -> dict[str, Any]:
+def _check(name: str, fn: Any) -> Check:
     started = time.perf_counter()
     try:
         fn()
-        return {"name": name, "ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+        return Check(name=name, ok=True, ms=round((time.perf_counter() - started) * 1000, 1))
     except Exception as e:
-        return {"name": name, "ok": False, "error": str(e)[:300]}
+        return Check(name=name, ok=False, error=str(e)[:300])
 
 
 @bp.get("/readyz")
-def readyz() -> ResponseReturnValue:
+@operation(
+    "getReadiness",
+    tags=["service"],
+    summary="The database, the broker and the object store answer",
+    responses={200: Reply(Readiness, "ready"), 503: Reply(Readiness, "a dependency does not answer")},
+    auth=None,
+)
+def readyz() -> tuple[Readiness, int]:
     """200 when the database, the broker and the store answer; 503 naming what does not."""
     from actors.broker import broker, ping_broker
 
@@ -59,11 +69,18 @@ def readyz() -> ResponseReturnValue:
         _check("broker", lambda: ping_broker(broker)),
         _check("storage", lambda: open_store(settings.storage_url).ping()),
     ]
-    ok = all(c["ok"] for c in checks)
-    return {"status": "ready" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+    ok = all(c.ok for c in checks)
+    return Readiness(status="ready" if ok else "unavailable", checks=checks), 200 if ok else 503
 
 
 @bp.get("/metrics")
+@operation(
+    "getMetrics",
+    tags=["service"],
+    summary="Prometheus metrics",
+    responses={200: Reply(None, "the exposition format", media_type=CONTENT_TYPE_LATEST, schema={"type": "string"})},
+    auth=None,
+)
 def metrics() -> ResponseReturnValue:
     """This process's metrics, or every gunicorn worker's when ``chute web`` set up multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # prometheus_client's own switch, set by ``chute web``
@@ -74,11 +91,25 @@ def metrics() -> ResponseReturnValue:
 
 
 @bp.get("/openapi.json")
+@operation(
+    "getOpenApi",
+    tags=["service"],
+    summary="This document",
+    responses={200: Reply(None, "OpenAPI 3.1", schema={"type": "object"})},
+    auth=None,
+)
 def openapi() -> ResponseReturnValue:
-    return openapi_document()
+    return openapi_document(current_app)
 
 
 @bp.get("/docs")
+@operation(
+    "getDocs",
+    tags=["service"],
+    summary="The API's documentation, rendered",
+    responses={200: Reply(None, "an HTML page", media_type="text/html", schema={"type": "string"})},
+    auth=None,
+)
 def docs() -> ResponseReturnValue:
     return Response(DOCS_HTML, mimetype="text/html")
 

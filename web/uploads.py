@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from actors.cancel import cancel_upload
 from actors.pipeline import publish_job
-from actors.url_guard import UrlGuard
+from actors.url_guard import REFUSED, UrlGuard
 from models import job as jobs
 from models import staging
 from models import upload as uploads
@@ -19,8 +19,9 @@ from models.delivery import webhook_states
 from models.errors import Conflict, Invalid
 from models.settings import current_settings as settings
 from models.views import iso, job_view
-from web import schemas
 from web.auth import require_tenant, tenant_id
+from web.contract import Reply, operation
+from web.schemas.uploads import UploadCreate, UploadCreated
 from web.staging_io import HashingWriter, copy_body, parse_content_digest, temp_path
 
 bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")
@@ -59,31 +60,40 @@ def upload_view(upload: uploads.Upload, received: list[uploads.Chunk]) -> dict[s
 
 
 @bp.post("")
-def create() -> ResponseReturnValue:
-    body = schemas.json_body()
-    size = schemas.field(body, "size", int, required=True)
-    if size < 0:
-        raise Invalid("size must be 0 or more", code="invalid_field", details={"field": "size"})
+@operation(
+    "createUpload",
+    tags=["uploads"],
+    summary="Open a chunked, resumable upload",
+    description="Fixes the chunk layout; send the chunks in any order, then complete the upload.",
+    body=UploadCreate,
+    responses={201: Reply(UploadCreated, "the upload is open", headers={"Location": "the upload's URL"})},
+    errors={
+        413: ["file_too_large"],
+        422: ["invalid_chunk_size", "too_many_chunks", "invalid_filename", "invalid_sha256", "metadata_too_large", REFUSED],
+    },
+)
+def create(body: UploadCreate) -> tuple[UploadCreated, int, dict[str, str]]:
     with session_scope() as session:
         upload = uploads.create_upload(
             session,
             tenant_id(),
             settings(),
-            filename=schemas.filename(schemas.field(body, "filename", str, required=True)),
-            size=size,
-            content_type=schemas.field(body, "content_type", str),
-            sha256=schemas.sha256_hex(schemas.field(body, "sha256", str)),
-            chunk_size=schemas.field(body, "chunk_size", int),
-            webhook_url=check_webhook_url(body.get("webhook_url")),
-            metadata=schemas.metadata(body.get("metadata")),
+            filename=body.filename,
+            size=body.size,
+            content_type=body.content_type,
+            sha256=body.sha256,
+            chunk_size=body.chunk_size,
+            webhook_url=check_webhook_url(body.webhook_url),
+            metadata=body.metadata,
         )
-        view = upload_view(upload, [])
-    location = url_for("uploads.show", upload_id=view["upload_id"])
-    return (
-        {k: view[k] for k in ("upload_id", "chunk_size", "chunk_count", "status", "expires_at")},
-        201,
-        {"Location": location},
-    )
+        created = UploadCreated(
+            upload_id=upload.id,
+            chunk_size=upload.chunk_size,
+            chunk_count=upload.chunk_count,
+            status="receiving",
+            expires_at=upload.expires_at,
+        )
+    return created, 201, {"Location": url_for("uploads.show", upload_id=created.upload_id)}
 
 
 @bp.put("/<upload_id>/chunks/<int:index>")
