@@ -166,6 +166,8 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "an API key"}},
         },
     }
+
+
 #: /docs: the description rendered as a plain list, with no script fetched from elsewhere.
 DOCS_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>chute API</title>
 <style>body{font:15px system-ui;max-width:60em;margin:2em auto}code{background:#eee;padding:0 .3em}</style>

@@ -69,7 +69,9 @@ def upload_view(upload: uploads.Upload, received: list[uploads.Chunk]) -> dict[s
     responses={201: Reply(UploadCreated, "the upload is open", headers={"Location": "the upload's URL"})},
     errors={
         413: ["file_too_large"],
-        422: ["invalid_chunk_size", "too_many_chunks", "invalid_filename", "invalid_sha256", "metadata_too_large", REFUSED],
+        422: [
+            "invalid_chunk_size", "too_many_chunks", "invalid_filename", "invalid_sha256", "metadata_too_large", REFUSED
+        ],
     },
 )
 def create(body: UploadCreate) -> tuple[UploadCreated, int, dict[str, str]]:

@@ -13,21 +13,19 @@ from web.contract import MAX_JSON_BYTES, MAX_JSON_DEPTH
 
 
 def post_raw(client: FlaskClient, tenant: TenantKeys, body: bytes | str) -> tuple[int, Any]:
-    response = client.post(
-        "/v1/uploads", data=body, headers={**tenant.headers, "Content-Type": "application/json"}
-    )
+    response = client.post("/v1/uploads", data=body, headers={**tenant.headers, "Content-Type": "application/json"})
     return response.status_code, response.get_json(silent=True)
 
 
 def test_nan_and_infinity_are_not_json(client: FlaskClient, tenant: TenantKeys) -> None:
     for constant in ("NaN", "Infinity", "-Infinity"):
-        status, body = post_raw(client, tenant, '{"filename": "a.txt", "size": %s}' % constant)
+        status, body = post_raw(client, tenant, '{"filename": "a.txt", "size": ' + constant + "}")
         assert (status, body["error"]["code"]) == (400, "invalid_json")
 
 
 def test_deep_nesting_is_refused(client: FlaskClient, tenant: TenantKeys) -> None:
     deep = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
-    status, body = post_raw(client, tenant, '{"filename": "a.txt", "size": 1, "metadata": {"x": %s}}' % deep)
+    status, body = post_raw(client, tenant, '{"filename": "a.txt", "size": 1, "metadata": {"x": ' + deep + "}}")
     assert (status, body["error"]["code"]) == (400, "invalid_json")
     very_deep = "[" * 100_000 + "]" * 100_000  # over the byte limit too: refused by its length
     status, body = post_raw(client, tenant, very_deep)
