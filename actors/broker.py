@@ -21,6 +21,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from actors.stage_metrics import StageMetrics
 from actors.sweeper import Sweeper
 from actors.tracking import JobTracking
 from actors.transient import retry_when
@@ -35,6 +36,7 @@ def build_middleware(settings: Settings) -> list[Middleware]:
     """
     middleware: list[Middleware] = [
         AgeLimit(),
+        StageMetrics(),
         TimeLimit(time_limit=settings.stage_time_limit_ms),
         ShutdownNotifications(),
         Callbacks(),
@@ -73,3 +75,40 @@ def ping_broker(target: dramatiq.Broker) -> None:
         params.socket_timeout = 2
         params.connection_attempts = 1
         pika.BlockingConnection(params).close()
+
+
+def queue_counts(target: dramatiq.Broker, names: list[str]) -> dict[str, tuple[int, int]]:
+    """``name → (ready messages, consumers)`` of each existing queue, by AMQP passive declares.
+
+    A passive declare counts only *ready* messages: what workers have prefetched (unacked)
+    is not in it, which is why ``actors.queues`` prefers the management API when it is set.
+    On the StubBroker: the in-memory queue sizes and dead letters, no consumers.
+    """
+    if isinstance(target, StubBroker):
+        counts = {}
+        for name in names:
+            if name.endswith(".XQ"):
+                counts[name] = (len(target.dead_letters_by_queue.get(name[: -len(".XQ")], [])), 0)
+            elif name in target.queues:
+                counts[name] = (target.queues[name].qsize(), 0)
+        return counts
+    import pika
+    import pika.exceptions
+
+    params = pika.URLParameters(settings.broker_url.split(";")[0])
+    params.socket_timeout = 2
+    params.connection_attempts = 1
+    connection = pika.BlockingConnection(params)
+    try:
+        out: dict[str, tuple[int, int]] = {}
+        channel = connection.channel()
+        for name in names:
+            try:
+                method = channel.queue_declare(name, passive=True).method
+            except pika.exceptions.ChannelClosedByBroker:  # 404: not declared yet
+                channel = connection.channel()
+                continue
+            out[name] = (int(method.message_count), int(method.consumer_count))
+        return out
+    finally:
+        connection.close()

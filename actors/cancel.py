@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from actors.cleanup import release_job
+from actors.metrics import UPLOADS, job_ended
 from actors.notify import notify
 from models import job as jobs
 from models import staging
@@ -21,6 +22,7 @@ def cancel_job(tenant_id: str, job_id: str) -> jobs.Job:
     with session_scope() as session:
         job = jobs.get_job(session, tenant_id, job_id, for_update=True)
         jobs.cancel(job)
+    job_ended("cancelled")
     release_job(job_id)
     notify.send(job_id)
     return job
@@ -41,6 +43,7 @@ def cancel_upload(tenant_id: str, upload_id: str) -> tuple[uploads.Upload, str |
         job_id = upload.job_id
         if upload.status == uploads.RECEIVING:
             upload.status = uploads.CANCELLED
+            UPLOADS.labels("cancelled").inc()
     if job_id is not None:
         cancel_job(tenant_id, job_id)
     staging.remove_upload(current_settings().staging_dir, upload_id)

@@ -6,6 +6,7 @@ import logging
 import shutil
 from datetime import timedelta
 
+from actors.metrics import SWEEPER_ACTIONS, UPLOADS
 from actors.storage import open_store
 from models import job as jobs
 from models import staging
@@ -72,6 +73,9 @@ def sweep() -> dict[str, int]:
             resumed += 1
         except Exception:
             log.warning("job %s: resuming at %s failed; next sweep tries again", job_id, stage, exc_info=True)
+    UPLOADS.labels("expired").inc(len(expired))
+    for action, count in (("expired", len(expired)), ("republished", resent), ("resumed", resumed)):
+        SWEEPER_ACTIONS.labels(action).inc(count)
     if expired or resent or resumed:
         log.info("sweep: expired %d uploads, re-sent %d jobs, resumed %d", len(expired), resent, resumed)
     return {"expired_uploads": len(expired), "resent_jobs": resent, "resumed_jobs": resumed}

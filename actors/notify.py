@@ -22,6 +22,7 @@ import dramatiq
 import urllib3
 
 from actors.broker import broker
+from actors.metrics import job_ended, webhook_attempt
 from actors.url_guard import UrlGuard
 from actors.webhooks import Outcome, deliver, event_id, headers
 from models import delivery
@@ -67,6 +68,7 @@ def notify(job_id: str) -> None:
             return
         if job.status == jobs.PROCESSING and job.extracted_at is not None:
             jobs.complete(job)
+            job_ended("completed")
         if not job.terminal or not job.webhook_url:
             return
         kind = f"job.{job.status}"
@@ -120,6 +122,8 @@ def attempt_delivery(message_id: str, prepared: Prepared | None = None) -> Outco
     url, body, secrets = prepared.url, prepared.body, prepared.secrets
 
     outcome = _send(url, body, secrets, message_id, cfg.webhook_timeout_seconds)
+    webhook_attempt(ok=outcome.ok, gone=outcome.gone, status_code=outcome.status_code,
+                    seconds=outcome.duration_ms / 1000)  # fmt: skip
     next_delay: float | None = None
     with session_scope() as session:
         event = session.get(delivery.WebhookEvent, message_id, with_for_update=True)

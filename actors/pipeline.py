@@ -15,7 +15,7 @@ from actors.notify import notify
 from actors.upload import upload
 from models import job as jobs
 from models.db import session_scope
-from models.errors import BrokerUnavailable
+from models.errors import BrokerUnavailable, NotFound
 
 #: The stage actors, in order.
 STAGE_ACTORS = (assemble, upload, extract, notify)
@@ -58,3 +58,24 @@ def resume_job(job_id: str, stage: str) -> None:
         raise BrokerUnavailable(f"the message broker is unavailable: {e}") from None
     with session_scope() as session:
         jobs.touch(session, job_id)
+
+
+def retry_job(job_id: str) -> str:
+    """An operator's retry of a failed job, from the stage it failed in.
+
+    Returns:
+        The stage the job was sent to.
+
+    Raises:
+        NotFound: no such job.
+        Conflict: the job did not fail, or failed before its file was stored.
+        BrokerUnavailable: the broker did not take the message (the job stays processing and
+            the sweeper resumes it once it counts as stalled).
+    """
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id, for_update=True)
+        if job is None:
+            raise NotFound(f"no job {job_id}", code="job_not_found")
+        stage = jobs.reopen(job)
+    resume_job(job_id, stage)
+    return stage

@@ -81,9 +81,11 @@ class S3Store:
 
     Parameters:
         url: ``s3://ACCESS:SECRET@host:port/bucket?secure=0&region=us-east-1``.
+        public_url: The endpoint clients reach (``https://files.example.com``): presigned URLs
+            are signed for its host, since a signature covers the Host header. Empty: ``url``'s.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, public_url: str = ""):
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.bucket = parts.path.strip("/")
@@ -106,6 +108,19 @@ class S3Store:
             region=query.get("region", "us-east-1"),
             http_client=http,
         )
+        self.signer = self.client
+        if public_url:
+            public = urlsplit(public_url)
+            if public.scheme not in ("http", "https") or not public.hostname or public.path.strip("/"):
+                raise ValueError(f"storage public URL {public_url!r} must be http(s)://host[:port], without a path")
+            # Signing is local (the region is given), so this client never connects anywhere.
+            self.signer = Minio(
+                public.netloc,
+                access_key=unquote(parts.username or ""),
+                secret_key=unquote(parts.password or ""),
+                secure=public.scheme == "https",
+                region=query.get("region", "us-east-1"),
+            )
 
     @_s3_errors
     def ensure_bucket(self) -> None:
@@ -174,7 +189,7 @@ class S3Store:
         headers: dict[str, str | list[str] | tuple[str]] | None = None
         if filename:
             headers = {"response-content-disposition": content_disposition(filename)}
-        return self.client.presigned_get_object(
+        return self.signer.presigned_get_object(
             self.bucket, key, expires=timedelta(seconds=ttl_seconds), response_headers=headers
         )
 
@@ -276,18 +291,19 @@ _stores: dict[str, ObjectStore] = {}
 _lock = threading.Lock()
 
 
-def open_store(url: str) -> ObjectStore:
-    """The store for ``url``, one per process (the minio client is thread-safe)."""
+def open_store(url: str, public_url: str = "") -> ObjectStore:
+    """The store for ``url``, one per process (the minio client is thread-safe); ``public_url``
+    is the endpoint its presigned URLs name (``CHUTE_STORAGE_PUBLIC_URL``)."""
     with _lock:
-        store = _stores.get(url)
+        store = _stores.get(f"{url} {public_url}")
         if store is None:
             if url.startswith("s3://"):
-                store = S3Store(url)
+                store = S3Store(url, public_url)
             elif url.startswith("file://"):
                 store = FileStore(url)
             else:
                 raise ValueError(f"unsupported storage URL {url!r} (use s3:// or file://)")
-            _stores[url] = store
+            _stores[f"{url} {public_url}"] = store
         return store
 
 

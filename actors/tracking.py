@@ -8,6 +8,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware, SkipMessage
 
+from actors.metrics import job_ended
 from actors.transient import is_transient
 from models import job as jobs
 from models.db import session_scope
@@ -54,6 +55,7 @@ class JobTracking(Middleware):
             verdict = jobs.begin_stage(session, job_id, stage, self.max_attempts)
         if verdict == jobs.StageVerdict.EXHAUSTED:
             log.error("job %s: %s started %d times, failing it", job_id, stage, self.max_attempts)
+            job_ended("failed", "too_many_attempts")
             self._after_failure(broker, job_id)
             raise SkipMessage()
         if verdict == jobs.StageVerdict.SKIP:
@@ -77,6 +79,9 @@ class JobTracking(Middleware):
             return
         if isinstance(exception, ChuteError):
             code, text = exception.code, exception.message
+            # The client's reason (a corrupt file, a bad checksum): the job says why, so the
+            # message is acked; only what chute could not handle is dead-lettered to .XQ.
+            message.failed = False
         elif is_transient(exception):
             code, text = "retries_exhausted", f"{stage} kept failing: {exception}"
         else:
@@ -86,6 +91,7 @@ class JobTracking(Middleware):
             if job is None or job.terminal:
                 return
             jobs.fail(job, code, text)
+        job_ended("failed", code)
         log.info("job %s failed in %s with %s", job_id, stage, code)
         self._after_failure(broker, job_id)
 

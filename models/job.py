@@ -272,3 +272,26 @@ def touch(session: Session, job_id: str) -> None:
 
 def mark_enqueued(session: Session, job_id: str) -> None:
     session.execute(update(Job).where(Job.id == job_id, Job.enqueued_at.is_(None)).values(enqueued_at=utcnow()))
+
+
+def reopen(job: Job) -> str:
+    """Put a failed job back to work at the stage it failed in (an operator's retry).
+
+    Returns:
+        The stage to send the job to.
+
+    Raises:
+        Conflict: the job did not fail, or its bytes are gone: a job that failed before its
+            file was stored has had its staged chunks removed, so only the client can send it again.
+    """
+    if job.status != FAILED:
+        raise Conflict(f"only a failed job can be retried; this one is {job.status}", code="job_not_failed",
+                       details={"status": job.status})  # fmt: skip
+    if job.uploaded_at is None:
+        raise Conflict("the job failed before its file was stored and its chunks are gone: upload it again",
+                       code="job_not_retryable", details={"stage": job.stage})  # fmt: skip
+    job.status = PROCESSING
+    job.error_code = job.error_message = job.completed_at = None
+    job.stage = job.stage if job.stage in ("extract", "notify") else "extract"
+    job.stage_attempts = 0
+    return job.stage

@@ -94,6 +94,21 @@ class Settings:
     #: The largest body the API reads at all; bigger requests get 413 before any byte is read.
     max_request_size: int = 1024 * MiB
 
+    # Operations.
+    #: The S3 endpoint as clients reach it (``https://files.example.com``): presigned URLs are
+    #: signed for this host. Empty: the storage URL's own endpoint.
+    storage_public_url: str = ""
+    #: Addresses (IPs, CIDRs) of the proxies whose ``X-Forwarded-*`` headers are believed.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    #: The ops page's credential (``Authorization: Bearer``), unrelated to tenants' keys. Empty: no ops page.
+    admin_token: str = ""
+    #: First port a ``chute worker`` tries for its Prometheus exporter; the next free one is used if taken.
+    worker_metrics_port: int = 9191
+    worker_metrics_host: str = "0.0.0.0"
+    #: RabbitMQ's management API (``http://user:pass@rabbitmq:15672/``): ready *and* unacked counts.
+    #: Empty: queue depths come from AMQP passive declares (ready only).
+    rabbitmq_management_url: str = ""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``CHUTE_*`` variables, then apply keyword ``overrides``.

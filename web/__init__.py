@@ -17,7 +17,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from actors.storage import open_store
     from actors.url_guard import UrlGuard
-    from web import errors, jobs, service, tenant, uploads
+    from web import errors, jobs, ops, service, tenant, uploads
+    from web.proxies import TrustedProxyFix
 
     app = Flask(__name__)
     app.config.update(
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(uploads.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(tenant.bp)
+    app.register_blueprint(ops.bp)
+    app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     app.before_request(service.start_timer)
     app.after_request(service.record_request)
     try:

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -74,12 +73,15 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
+    from web.process_metrics import claim
+
     settings = _settings()
     # gunicorn runs several processes: prometheus_client aggregates their samples through files
-    # in this directory (it reads the variable at import, so it is set before gunicorn starts).
-    metrics_dir = Path(settings.metrics_dir).resolve()
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
+    # in this group's own directory (it reads the variable at import, so it is set before gunicorn starts).
+    metrics_dir = claim(settings.metrics_dir, "web", int(args.bind.rpartition(":")[2]))
+    if metrics_dir is None:
+        print(f"chute web: another chute web on this host serves {args.bind}", file=sys.stderr)
+        return 2
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     _tune_malloc()
     argv = [
@@ -97,8 +99,24 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from web.process_metrics import claim, worker_exporter
+
     settings = _settings()
     _tune_malloc()
+    # Dramatiq's exporter and every worker process of this group share one metrics directory of
+    # their own and a port no other worker on the host has (Dramatiq's lower-case variables win).
+    host = os.environ.get("dramatiq_prom_host", settings.worker_metrics_host)
+    if "dramatiq_prom_port" in os.environ:
+        port = int(os.environ["dramatiq_prom_port"])
+        metrics_dir = claim(settings.metrics_dir, "worker", port)
+        if metrics_dir is None:
+            print(f"chute worker: another worker on this host exports metrics on {port}", file=sys.stderr)
+            return 2
+    else:
+        port, metrics_dir = worker_exporter(settings.metrics_dir, host, settings.worker_metrics_port)
+    os.environ.update(dramatiq_prom_host=host, dramatiq_prom_port=str(port), dramatiq_prom_db=str(metrics_dir),
+                      PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))  # fmt: skip
+    print(f"chute worker: metrics on http://{host}:{port}/metrics", file=sys.stderr, flush=True)
     argv = [
         sys.executable, "-m", "dramatiq", "actors.worker",
         "--processes", str(args.processes or settings.worker_processes),

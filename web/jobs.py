@@ -11,6 +11,7 @@ from flask import Blueprint, Response, redirect, request, stream_with_context, u
 from flask.typing import ResponseReturnValue
 
 from actors.cancel import cancel_job
+from actors.metrics import UPLOADS
 from actors.notify import deliver_webhook
 from actors.pipeline import publish_job
 from actors.storage import content_disposition, open_store
@@ -93,6 +94,8 @@ def create_batch() -> ResponseReturnValue:
         for writer in writers:
             if writer.path.exists():
                 writer.discard()
+    UPLOADS.labels("opened").inc(len(created))
+    UPLOADS.labels("completed").inc(len(created))
     for entry in created:
         publish_job(entry["job_id"])
         entry["status"] = jobs.QUEUED
@@ -166,7 +169,7 @@ def _stored_object(job_id: str, name: str | None) -> tuple[str, str, str]:
 def _serve(key: str, filename: str, content_type: str) -> ResponseReturnValue:
     """A short-lived presigned redirect on S3; a stream from the filesystem store."""
     cfg = settings()
-    store = open_store(cfg.storage_url)
+    store = open_store(cfg.storage_url, cfg.storage_public_url)
     url = store.presigned_get(key, cfg.presign_ttl_seconds, filename)
     if url is not None:
         return redirect(url, code=302)

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from actors.storage import open_store
 from models.db import database
 from models.settings import current_settings
+from web.collectors import StateCollector
 from web.contract import Reply, operation
 from web.openapi import DOCS_HTML, openapi_document
 from web.schemas.service import Check, Health, Readiness
@@ -83,11 +84,15 @@ def readyz() -> tuple[Readiness, int]:
 )
 def metrics() -> ResponseReturnValue:
     """This process's metrics, or every gunicorn worker's when ``chute web`` set up multiprocess mode."""
+    state = CollectorRegistry()
+    state.register(StateCollector())
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # prometheus_client's own switch, set by ``chute web``
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+        own = generate_latest(registry)
+    else:
+        own = generate_latest()
+    return Response(own + generate_latest(state), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/openapi.json")

@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 from typing import IO, Any
 
+from actors.metrics import INGESTED_BYTES
 from models.errors import BadRequest
 
 #: Bytes read from the request per write: large enough for throughput, small for memory.
@@ -63,6 +64,7 @@ class HashingWriter:
             self.file.close()
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path, target)
+        INGESTED_BYTES.inc(self.size)
 
     def discard(self) -> None:
         self.file.close()

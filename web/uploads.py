@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, request, url_for
 from flask.typing import ResponseReturnValue
 
 from actors.cancel import cancel_upload
+from actors.metrics import UPLOADS
 from actors.pipeline import publish_job
 from actors.url_guard import REFUSED, UrlGuard
 from models import job as jobs
@@ -95,6 +96,7 @@ def create(body: UploadCreate) -> tuple[UploadCreated, int, dict[str, str]]:
             status="receiving",
             expires_at=upload.expires_at,
         )
+    UPLOADS.labels("opened").inc()
     return created, 201, {"Location": url_for("uploads.show", upload_id=created.upload_id)}
 
 
@@ -166,6 +168,7 @@ def complete(upload_id: str) -> ResponseReturnValue:
                 )
             staging.sync_upload(settings().staging_dir, upload_id)
             job = jobs.create_job(session, upload)
+            UPLOADS.labels("completed").inc()
         job_id, status, enqueued = job.id, job.status, job.enqueued_at is not None
     if not enqueued:
         publish_job(job_id)

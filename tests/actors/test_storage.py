@@ -87,3 +87,25 @@ def test_part_size_keeps_s3_rules() -> None:
 def test_file_store_refuses_keys_that_escape(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         FileStore(f"file://{tmp_path}/o").read_range("../../etc/passwd", 0, 1)
+
+
+def test_presigned_urls_name_the_public_endpoint(s3_endpoint: int) -> None:
+    """Signed for the host clients reach (here the same server as ``localhost``, through a TCP proxy
+    standing in for the public load balancer). moto does not check signatures; a real MinIO
+    (CHUTE_TEST_S3_URL) would refuse the URL if it were signed for another host."""
+    proxy = services.TcpProxy(s3_endpoint)
+    try:
+        public = f"http://localhost:{proxy.port}"
+        store = S3Store(services.s3_url("127.0.0.1", s3_endpoint, f"t-{os.urandom(4).hex()}"), public_url=public)
+        store.ensure_bucket()
+        store.put_stream("k/public.txt", io.BytesIO(b"outside"), 7, "text/plain")
+        url = store.presigned_get("k/public.txt", 60, "public.txt")
+        assert url is not None and url.startswith(public + "/")
+        assert requests.get(url, timeout=10).content == b"outside"
+    finally:
+        proxy.close()
+
+
+def test_a_public_url_with_a_path_is_refused() -> None:
+    with pytest.raises(ValueError, match="without a path"):
+        S3Store(services.s3_url("127.0.0.1", 9, "b"), public_url="https://files.example.com/s3")

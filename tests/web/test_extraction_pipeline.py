@@ -476,14 +476,28 @@ def test_hostile_files_fail_once_with_a_specific_code(pipeline, reconfigure, cas
     assert run.event["data"]["error"]["code"] == case.code and run.event["data"]["job_id"] == run.job["job_id"]
 
 
-def test_a_failed_message_is_dead_lettered_without_a_retry(pipeline, stub_broker, reconfigure) -> None:  # type: ignore[no-untyped-def]
-    """Dramatiq's own view: the extract message failed for good on its first delivery."""
+def test_a_file_the_client_must_fix_is_acked_not_dead_lettered(pipeline, stub_broker, reconfigure) -> None:  # type: ignore[no-untyped-def]
+    """Dead letters mean bugs: a bomb fails its job at once, and its message is acked, not sent to .XQ."""
     reconfigure(extract_isolation=True)
     run: Run = pipeline("bomb.png", corpus.png(100_000, 100_000))
 
-    assert run.job["error"]["code"] == "decompression_bomb"
+    assert run.job["error"]["code"] == "decompression_bomb" and run.extract_runs == 1
+    assert stub_broker.dead_letters == []
+
+
+def test_what_chute_cannot_handle_is_dead_lettered_without_a_retry(pipeline, stub_broker, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A bug (an exception nobody expected) fails the job as internal_error and leaves its message in .XQ."""
+    import actors.extract
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("a bug in extraction")
+
+    monkeypatch.setattr(actors.extract, "extract_file", broken)
+    run: Run = pipeline("photo.jpg", photo("JPEG"))
+
+    assert run.job["error"]["code"] == "internal_error" and run.extract_runs == 1
     (dead,) = [m for m in stub_broker.dead_letters if m.actor_name == "extract"]
-    assert dead.args == (run.job["job_id"],) and "retries" not in dead.options
+    assert dead.args == (run.job["job_id"],)
 
 
 def test_worker_survives_a_timeout_and_keeps_extracting(client, tenant, api, drain, reconfigure) -> None:  # type: ignore[no-untyped-def]
