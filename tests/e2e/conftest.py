@@ -21,6 +21,8 @@ from tests.support.webhook_receiver import WebhookReceiver
 
 #: Bucket the e2e stack stores into (moto starts empty; chute web creates it).
 BUCKET = "chute-e2e"
+#: The ops page's credential in the e2e stack.
+ADMIN_TOKEN = "e2e-admin-token"
 
 
 @dataclass
@@ -80,6 +82,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             max_backoff_ms="2000",
             max_retries="12",
             sweep_interval_seconds="0",
+            admin_token=ADMIN_TOKEN,
+            # The same S3 server under another name, as clients outside would reach it.
+            storage_public_url=f"http://localhost:{proxy.port}",
         )
         web = worker = receiver = None
         try:

@@ -55,6 +55,7 @@ def download(stack: Stack, url: str) -> bytes:
                             timeout=30, allow_redirects=False)  # fmt: skip
     assert response.status_code == 302, response.text
     assert "X-Amz-Signature" in response.headers["Location"]
+    assert response.headers["Location"].startswith(stack.env["CHUTE_STORAGE_PUBLIC_URL"] + "/"), "the public endpoint"
     stored = requests.get(response.headers["Location"], timeout=30)
     assert stored.status_code == 200
     return stored.content

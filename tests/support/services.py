@@ -316,8 +316,12 @@ def start_web(env: dict[str, str], log_dir: Path, *, workers: int = 1, threads: 
     return web, base_url
 
 
-def start_worker(env: dict[str, str], log_dir: Path, *, processes: int = 1, threads: int = 4) -> ServiceProcess:
+def start_worker(env: dict[str, str], log_dir: Path, *, processes: int = 1, threads: int = 4,
+                 pin_metrics_port: bool = True) -> ServiceProcess:  # fmt: skip
+    """``chute worker``; ``pin_metrics_port=False`` lets it find its exporter port itself."""
     worker_env = {**env, "dramatiq_prom_port": str(free_port()), "dramatiq_prom_host": "127.0.0.1"}
+    if not pin_metrics_port:
+        worker_env = dict(env)
     argv = [sys.executable, "-m", "web.cli", "worker", "--processes", str(processes), "--threads", str(threads)]
     worker = ServiceProcess("worker", argv, worker_env, log_dir / "worker.log").start()
     wait_until(lambda: b"Worker process is ready" in worker.log_path.read_bytes() or not worker.alive(), 60,
