@@ -5,16 +5,23 @@
 * Always (when PyYAML is importable): the compose file and the Kubernetes manifests are
   parsed and their structure is asserted: one image for every app role, start order,
   healthchecks, the staging volume shared by web and worker, probes, the RWX claim...
-* Optional validators run only when present: `kubectl kustomize`, `kubernetes-validate`,
-  `nginx -t` (binary from PATH or $CHUTE_NGINX_BIN).
+* The Kubernetes manifests are validated against the API's schemas (`kubernetes-validate`) and
+  the custom resources (KEDA, Prometheus Operator) against their CRDs' schemas
+  (tests/support/crds); the alert rules with `promtool check rules` and `promtool test rules`,
+  and the dashboard's queries with `promtool` too. Under CI (CI=true) these validators must be
+  installed (.ci/run installs them); on a laptop without them those tests skip.
+* Optional validators run only when present: `kubectl kustomize`, `nginx -t` (binary from PATH
+  or $CHUTE_NGINX_BIN).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -32,7 +39,11 @@ APP_SERVICES = ("migrate", "web", "worker")  # built from deploy/Dockerfile
 BACKING_SERVICES = ("db", "rabbitmq", "minio")
 STAGING_DIR = "/data/staging"
 STAGES = ("assemble", "upload", "extract", "notify")
+WORKERS = tuple(f"chute-worker-{stage}" for stage in STAGES)
 CLI_TIMEOUT = 60
+PROMETHEUS = DEPLOY / "prometheus"
+DASHBOARD = DEPLOY / "grafana" / "chute.json"
+CRDS = ROOT / "tests" / "support" / "crds"
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -204,7 +215,11 @@ def test_commands_and_environment(services: dict[str, dict[str, Any]]) -> None:
         assert env["CHUTE_STORAGE_URL"].startswith("s3://"), name
         # credentials come from the environment with dev defaults, never hard-coded
         assert "${CHUTE_DB_PASSWORD:-" in env["CHUTE_DATABASE_URL"], name
-    assert _env(services["worker"])["dramatiq_prom_port"] == "9191"
+    assert _env(services["worker"])["CHUTE_WORKER_METRICS_PORT"] == "9191"
+    env = _env(services["web"])
+    assert env["CHUTE_STORAGE_PUBLIC_URL"].endswith("localhost:9000}"), "presigned URLs clients can reach"
+    assert "CHUTE_TRUSTED_PROXIES" in env and "CHUTE_ADMIN_TOKEN" in env
+    assert any(str(p).endswith(":9000") for p in services["minio"]["ports"]), "the public S3 endpoint"
 
 
 def test_only_the_proxy_publishes_the_api(services: dict[str, dict[str, Any]]) -> None:
@@ -292,7 +307,13 @@ def test_k8s_manifests_are_well_formed(k8s: dict[tuple[str, str], dict[str, Any]
         ("PersistentVolumeClaim", "chute-staging"),
         ("Deployment", "chute-web"),
         ("Service", "chute-web"),
-        ("Deployment", "chute-worker"),
+        *(("Deployment", name) for name in WORKERS),
+        *(("ScaledObject", name) for name in WORKERS),
+        ("HorizontalPodAutoscaler", "chute-web"),
+        ("PodDisruptionBudget", "chute-web"),
+        ("PodDisruptionBudget", "chute-worker"),
+        ("NetworkPolicy", "chute-default-deny"),
+        ("ServiceMonitor", "chute"),
         ("Job", "chute-migrate"),
     }
     assert expected <= set(k8s), expected - set(k8s)
@@ -303,7 +324,7 @@ def test_k8s_manifests_are_well_formed(k8s: dict[tuple[str, str], dict[str, Any]
 
 
 def test_k8s_one_image_for_every_role(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
-    workloads = [k8s["Deployment", "chute-web"], k8s["Deployment", "chute-worker"], k8s["Job", "chute-migrate"]]
+    workloads = [k8s["Deployment", name] for name in ("chute-web", *WORKERS)] + [k8s["Job", "chute-migrate"]]
     images = {_container(obj)["image"] for obj in workloads}
     assert len(images) == 1, images
     for obj in workloads:
@@ -329,11 +350,12 @@ def test_k8s_web_probes_and_service(k8s: dict[tuple[str, str], dict[str, Any]]) 
 
 
 def test_k8s_worker_and_migrate_commands(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
-    worker = k8s["Deployment", "chute-worker"]
-    assert _cmd(_container(worker)["command"]).startswith("chute worker")
-    assert "--queues" in (K8S / "worker.yaml").read_text(), "per-stage scaling note"
-    labels = worker["spec"]["template"]["metadata"]["labels"]
-    assert worker["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    for stage, name in zip(STAGES, WORKERS, strict=True):
+        worker = k8s["Deployment", name]
+        command = _cmd(_container(worker)["command"])
+        assert command.startswith("chute worker") and command.endswith(f"--queues {stage}"), command
+        labels = worker["spec"]["template"]["metadata"]["labels"]
+        assert worker["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
     job = k8s["Job", "chute-migrate"]
     assert _cmd(_container(job)["command"]) == "chute migrate"
@@ -343,7 +365,7 @@ def test_k8s_worker_and_migrate_commands(k8s: dict[tuple[str, str], dict[str, An
 def test_k8s_staging_claim_is_rwx_and_shared(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
     pvc = k8s["PersistentVolumeClaim", "chute-staging"]
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"], "web and worker pods share it across nodes"
-    for name in ("chute-web", "chute-worker"):
+    for name in ("chute-web", *WORKERS):
         deployment = k8s["Deployment", name]
         volumes = {
             v["name"]: v["persistentVolumeClaim"]["claimName"]
@@ -359,7 +381,9 @@ def test_k8s_config_and_secret_template(k8s: dict[tuple[str, str], dict[str, Any
     assert config["CHUTE_STAGING_DIR"] == STAGING_DIR
     assert config["CHUTE_WEBHOOK_ALLOWED_HOSTS"] == "", "empty in production"
     secret = k8s["Secret", "chute-secrets"]["stringData"]
-    assert set(secret) == {"CHUTE_DATABASE_URL", "CHUTE_BROKER_URL", "CHUTE_STORAGE_URL"}
+    assert set(secret) == {"CHUTE_DATABASE_URL", "CHUTE_BROKER_URL", "CHUTE_STORAGE_URL", "CHUTE_ADMIN_TOKEN",
+                           "CHUTE_RABBITMQ_MANAGEMENT_URL"}  # fmt: skip
+    assert config["CHUTE_STORAGE_PUBLIC_URL"].startswith("https://") and config["CHUTE_TRUSTED_PROXIES"]
     for key, value in secret.items():
         assert "<" in value and ">" in value, f"{key}: the template must hold placeholders only"
 
@@ -392,10 +416,18 @@ def test_kustomize_build() -> None:
     assert "kind: Deployment" in result.stdout
 
 
+def _required_tool(name: str, install: str) -> str:
+    """The tool's path; skips on a laptop without it, fails under CI (which installs it)."""
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is missing: CI must install it ({install})")
+        pytest.skip(f"{name} is not installed ({install})")
+    return path
+
+
 def test_k8s_schemas() -> None:
-    validator = shutil.which("kubernetes-validate")
-    if validator is None:
-        pytest.skip("kubernetes-validate is not installed (pip install kubernetes-validate)")
+    validator = _required_tool("kubernetes-validate", "pip install kubernetes-validate")
     result = _run([validator, "--strict", "--quiet", "-k", "1.30.0", *map(str, K8S_FILES)])
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -417,3 +449,162 @@ def test_nginx_config_syntax(tmp_path: Path) -> None:
     )
     result = _run([nginx, "-t", "-p", str(tmp_path), "-c", str(main), "-e", "stderr"])
     assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------------------------------- operations
+
+
+def _crd_schemas(yaml: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> openAPIV3Schema of every vendored CRD version."""
+    schemas = {}
+    for path in sorted(CRDS.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            schemas[f"{group}/{version['name']}", kind] = version["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+def test_k8s_custom_resources_match_their_crds(yaml: Any, k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """KEDA's and the Prometheus Operator's objects against the schemas their CRDs publish."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schemas = _crd_schemas(yaml)
+    group = [(obj, obj["apiVersion"].split("/")[0]) for obj in k8s.values()]
+    custom = [obj for obj, name in group if "." in name and not name.endswith("k8s.io")]
+    assert {obj["kind"] for obj in custom} == {"ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
+    for obj in custom:
+        schema = schemas[obj["apiVersion"], obj["kind"]]
+        # the CRD schemas leave metadata open; validate the spec strictly (no unknown fields)
+        jsonschema.validate(obj["spec"], _closed(schema["properties"]["spec"]))
+
+
+def _closed(schema: Any) -> Any:
+    """The schema with additionalProperties false wherever it lists properties (kubectl's strict mode)."""
+    if isinstance(schema, dict):
+        out = {k: _closed(v) for k, v in schema.items() if not k.startswith("x-kubernetes")}
+        if "properties" in schema and "additionalProperties" not in schema:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_closed(v) for v in schema]
+    return schema
+
+
+def test_k8s_every_stage_scales_on_its_own_queue(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """A ScaledObject per stage Deployment, on that stage's queue, counting ready + unacked."""
+    auth = k8s["TriggerAuthentication", "chute-rabbitmq-management"]
+    assert auth["spec"]["secretTargetRef"][0]["parameter"] == "host"
+    for stage, name in zip(STAGES, WORKERS, strict=True):
+        scaled = k8s["ScaledObject", name]["spec"]
+        assert scaled["scaleTargetRef"]["name"] == name and ("Deployment", name) in k8s
+        assert scaled["minReplicaCount"] >= 1, "a worker also moves its stage's retries out of .DQ"
+        assert scaled["maxReplicaCount"] > scaled["minReplicaCount"]
+        (trigger,) = scaled["triggers"]
+        meta = trigger["metadata"]
+        assert trigger["type"] == "rabbitmq" and meta["queueName"] == f"chute.{stage}"
+        assert meta["protocol"] == "http", "only the management API counts unacked messages"
+        assert meta.get("excludeUnacknowledged", "false") == "false" and meta["mode"] == "QueueLength"
+        assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+        assert "replicas" not in k8s["Deployment", name]["spec"], "KEDA owns the replica count"
+
+
+def _pods_selected(k8s: dict[tuple[str, str], dict[str, Any]], selector: dict[str, str]) -> list[str]:
+    return [
+        name
+        for (kind, name), obj in k8s.items()
+        if kind in ("Deployment", "Job") and selector.items() <= obj["spec"]["template"]["metadata"]["labels"].items()
+    ]
+
+
+def test_k8s_web_hpa_pdbs_and_network_policies_select_real_pods(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
+    hpa = k8s["HorizontalPodAutoscaler", "chute-web"]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chute-web"}
+    assert hpa["minReplicas"] >= 2 and "replicas" not in k8s["Deployment", "chute-web"]["spec"]
+    assert _pods_selected(k8s, k8s["PodDisruptionBudget", "chute-web"]["spec"]["selector"]["matchLabels"]) == [
+        "chute-web"
+    ]
+    workers = k8s["PodDisruptionBudget", "chute-worker"]["spec"]["selector"]["matchLabels"]
+    assert sorted(_pods_selected(k8s, workers)) == sorted(WORKERS)
+    deny = k8s["NetworkPolicy", "chute-default-deny"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    web = k8s["NetworkPolicy", "chute-web"]["spec"]
+    assert _pods_selected(k8s, web["podSelector"]["matchLabels"]) == ["chute-web"]
+    assert [p["port"] for rule in web["ingress"] for p in rule["ports"]] == [8000]
+    worker = k8s["NetworkPolicy", "chute-worker"]["spec"]
+    assert sorted(_pods_selected(k8s, worker["podSelector"]["matchLabels"])) == sorted(WORKERS)
+    assert [p["port"] for rule in worker["ingress"] for p in rule["ports"]] == [9191]
+
+
+def test_k8s_service_monitor_scrapes_web_and_every_worker(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
+    monitor = k8s["ServiceMonitor", "chute"]["spec"]
+    wanted = monitor["selector"]["matchLabels"].items()
+    services = [o for (kind, _), o in k8s.items() if kind == "Service" and wanted <= o["metadata"]["labels"].items()]
+    ports = {p["name"]: obj["metadata"]["name"] for obj in services for p in obj["spec"]["ports"]}
+    assert {e["port"] for e in monitor["endpoints"]} == {"http", "metrics"} <= set(ports)
+    metrics_service = k8s["Service", ports["metrics"]]["spec"]
+    assert sorted(_pods_selected(k8s, metrics_service["selector"])) == sorted(WORKERS)
+
+
+def test_k8s_every_container_has_requests_limits_and_probes(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
+    for name in ("chute-web", *WORKERS):
+        container = _container(k8s["Deployment", name])
+        resources = container["resources"]
+        assert resources["requests"]["cpu"] and resources["requests"]["memory"] and resources["limits"]["memory"], name
+        assert container["livenessProbe"] and (container.get("startupProbe") or container.get("readinessProbe")), name
+
+
+def test_alert_rules_check_and_fire_as_their_unit_tests_say() -> None:
+    promtool = _required_tool("promtool", "apt-get install prometheus")
+    check = _run([promtool, "check", "rules", str(PROMETHEUS / "alerts.yml")])
+    assert check.returncode == 0, check.stdout + check.stderr
+    tested = _run([promtool, "test", "rules", "alerts.test.yml"], cwd=PROMETHEUS)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_alert_rules_cover_what_ops_asked_for(yaml: Any) -> None:
+    rules = [r for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for r in g["rules"]]
+    names = {r["alert"] for r in rules}
+    assert {"ChuteJobsStuck", "ChuteQueueAgeHigh", "ChuteWebhookFailureRate", "ChuteDeadLettersGrowing"} <= names
+
+
+def _dashboard_queries() -> list[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def test_dashboard_queries_parse_and_name_only_metrics_chute_exports(tmp_path: Path, yaml: Any) -> None:
+    """Every panel's PromQL parses (promtool, as recording rules) and uses metrics that exist."""
+    queries = _dashboard_queries()
+    titles = " ".join(title.lower() for title, _ in queries)
+    for topic in ("jobs ended", "stage run time", "ready and unacked", "oldest waiting", "failed jobs by code",
+                  "webhook"):  # fmt: skip
+        assert topic in titles, topic
+    exported = _exported_metric_names()
+    for title, expr in queries:
+        for metric in re.findall(r"\b(chute_[a-z_]+)", expr):
+            base = re.sub(r"_(bucket|count|sum|total)$", "", metric)
+            assert metric in exported or base in exported, f"{title}: {metric} is not a chute metric"
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:query:{i}", "expr": expr}
+                                                        for i, (_, expr) in enumerate(queries)]}]}  # fmt: skip
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    promtool = _required_tool("promtool", "apt-get install prometheus")
+    result = _run([promtool, "check", "rules", str(path)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _exported_metric_names() -> set[str]:
+    """Metric names declared in chute's code (prometheus_client objects and scrape-time gauges)."""
+    names: set[str] = set()
+    for path in [*(ROOT / "actors").glob("*.py"), *(ROOT / "web").glob("*.py")]:
+        names.update(re.findall(r'"(chute_[a-z_]+)"', path.read_text()))
+    return names
+
+
+def test_readme_lists_every_metric_and_explains_reading_the_queues() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in sorted(_exported_metric_names()):
+        assert name in readme, f"README does not list {name}"
+    deploy = (DEPLOY / "README.md").read_text()
+    assert "unacked" in deploy.lower() and "prefetch" in deploy.lower()
+    assert "growing `Ready` count" not in deploy, "Ready stays 0 under prefetch: that advice was wrong"
