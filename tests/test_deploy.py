@@ -595,9 +595,10 @@ def test_dashboard_queries_parse_and_name_only_metrics_chute_exports(tmp_path: P
 
 def _exported_metric_names() -> set[str]:
     """Metric names declared in chute's code (prometheus_client objects and scrape-time gauges)."""
+    declared = re.compile(r'(?:Counter|Histogram|Gauge|GaugeMetricFamily)\(\s*"(chute_[a-z_]+)"')
     names: set[str] = set()
     for path in [*(ROOT / "actors").glob("*.py"), *(ROOT / "web").glob("*.py")]:
-        names.update(re.findall(r'"(chute_[a-z_]+)"', path.read_text()))
+        names.update(declared.findall(path.read_text()))
     return names
 
 
