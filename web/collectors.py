@@ -8,7 +8,8 @@ stale copy). Several web replicas report the same values: aggregate them with ``
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -20,6 +21,8 @@ from models.settings import current_settings
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class StateCollector(Collector):
     """``chute_queue_*`` from the broker and ``chute_stage_waiting_*``/``chute_uploads_open`` from the
@@ -30,16 +33,10 @@ class StateCollector(Collector):
         yield from self._database()
 
     def _queues(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("chute_queue_up", "1 when the broker answered this scrape's queue questions")
-        try:
-            stats = read_queues(current_settings())
-        except Exception as e:
-            log.warning("queue depths unavailable: %s", e)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
+        up, stats = _read("chute_queue_up", "the broker", lambda: read_queues(current_settings()))
         yield up
+        if stats is None:
+            return
         messages = GaugeMetricFamily(
             "chute_queue_messages", "Messages on a stage's queue: ready, and unacked (prefetched or running)",
             labels=["stage", "state"],
@@ -57,18 +54,15 @@ class StateCollector(Collector):
         yield from (messages, consumers, dead, delayed)
 
     def _database(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("chute_database_up", "1 when the database answered this scrape")
-        try:
+        def read() -> tuple[list[ops.Waiting], int]:
             with read_scope() as session:
-                waiting = ops.waiting_by_stage(session)
-                open_uploads = ops.open_uploads(session)
-        except Exception as e:
-            log.warning("database gauges unavailable: %s", e)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
+                return ops.waiting_by_stage(session), ops.open_uploads(session)
+
+        up, found = _read("chute_database_up", "the database", read)
         yield up
+        if found is None:
+            return
+        waiting, open_uploads = found
         count = GaugeMetricFamily(
             "chute_stage_waiting_jobs", "Jobs due for a stage that no worker has started", labels=["stage"]
         )
@@ -81,3 +75,15 @@ class StateCollector(Collector):
         uploads = GaugeMetricFamily("chute_uploads_open", "Uploads still receiving chunks")
         uploads.add_metric([], open_uploads)
         yield from (count, age, uploads)
+
+
+def _read(name: str, source: str, read: Callable[[], T]) -> tuple[GaugeMetricFamily, T | None]:
+    """Call ``read``; the ``name`` gauge says whether ``source`` answered (a failed read is logged, not raised)."""
+    up = GaugeMetricFamily(name, f"1 when {source} answered this scrape")
+    try:
+        value: T | None = read()
+    except Exception as e:
+        log.warning("%s unavailable for /metrics: %s", source, e)
+        value = None
+    up.add_metric([], 0 if value is None else 1)
+    return up, value
