@@ -163,7 +163,10 @@ def openapi_document(app: Flask) -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": dict(sorted(schemas.items())),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "an API key"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
+                "admin": {"type": "http", "scheme": "bearer", "description": "the admin token (CHUTE_ADMIN_TOKEN)"},
+            },
         },
     }
 

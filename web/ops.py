@@ -13,7 +13,6 @@ from __future__ import annotations
 import hmac
 from datetime import timedelta
 from importlib.resources import files
-from typing import Any
 
 from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
@@ -27,6 +26,8 @@ from models.db import read_scope, utcnow
 from models.errors import NotFound, Unauthorized
 from models.settings import current_settings
 from models.views import iso
+from web.contract import Reply, operation
+from web.schemas.ops import OpsCancelled, OpsEndpoint, OpsJob, OpsOverview, OpsRetried, OpsStage
 
 bp = Blueprint("ops", __name__)
 
@@ -58,34 +59,51 @@ def _asset(name: str) -> Response:
     return response
 
 
+#: Errors every ops API operation can answer.
+ADMIN_ERRORS = {401: ["invalid_admin_token"], 404: ["ops_disabled"]}
+
+
 @bp.get("/ops")
+@operation("getOpsPage", tags=["ops"], summary="The ops page (it asks for the admin token)",
+           responses={200: Reply(None, "an HTML page", media_type="text/html", schema={"type": "string"})},
+           auth=None)  # fmt: skip
 def page() -> ResponseReturnValue:
     return _asset("ops.html")
 
 
 @bp.get("/ops/ops.js")
+@operation("getOpsScript", tags=["ops"], summary="The ops page's script",
+           responses={200: Reply(None, "JavaScript", media_type="text/javascript", schema={"type": "string"})},
+           auth=None)  # fmt: skip
 def script() -> ResponseReturnValue:
     return _asset("ops.js")
 
 
-def _job(job: jobs.Job) -> dict[str, Any]:
-    return {
-        "job_id": job.id,
-        "tenant_id": job.tenant_id,
-        "filename": job.filename,
-        "size": job.size,
-        "status": job.status,
-        "stage": job.stage,
-        "attempts": job.attempts,
-        "error": job.error,
-        "created_at": iso(job.created_at),
-        "updated_at": iso(job.updated_at),
-        "retryable": job.status == jobs.FAILED and job.uploaded_at is not None,
-    }
+def _job(job: jobs.Job) -> OpsJob:
+    return OpsJob(
+        job_id=job.id,
+        tenant_id=job.tenant_id,
+        filename=job.filename,
+        size=job.size,
+        status=job.status,
+        stage=job.stage,
+        attempts=job.attempts,
+        error=job.error,
+        created_at=iso(job.created_at),
+        updated_at=iso(job.updated_at),
+        retryable=job.status == jobs.FAILED and job.uploaded_at is not None,
+    )
 
 
 @bp.get("/v1/ops/overview")
-def overview() -> ResponseReturnValue:
+@operation(
+    "getOpsOverview", tags=["ops"], summary="What the ops page shows: stages, failures, jobs, webhook endpoints",
+    description="Per stage: the queue as RabbitMQ sees it, jobs due in the database and the oldest one's age, "
+    "throughput and p50/p99 over 15 minutes; failures by code and webhook endpoints over 24 hours; the latest "
+    "failed jobs and the longest-unchanged jobs in flight. Needs the admin token, not an API key.",
+    responses={200: OpsOverview}, errors=ADMIN_ERRORS, auth="admin",
+)  # fmt: skip
+def overview() -> OpsOverview:
     """Everything the page shows, in one call."""
     require_admin()
     settings = current_settings()
@@ -108,48 +126,61 @@ def overview() -> ResponseReturnValue:
     for lat in latency:
         q, w = queues.get(lat.stage), waiting[lat.stage]
         stages.append(
-            {
-                "stage": lat.stage,
-                "queue": settings.queue(lat.stage),
-                "ready": q.ready if q else None,
-                "unacked": q.unacked if q else None,
-                "consumers": q.consumers if q else None,
-                "dead_letters": q.dead if q else None,
-                "delayed": q.delayed if q else None,
-                "waiting": w.count,
-                "oldest_waiting_seconds": round(w.oldest_seconds, 3),
-                "done": lat.done,
-                "per_minute": round(lat.per_minute, 3),
-                "p50_seconds": lat.p50,
-                "p99_seconds": lat.p99,
-            }
+            OpsStage(
+                stage=lat.stage,
+                queue=settings.queue(lat.stage),
+                ready=q.ready if q else None,
+                unacked=q.unacked if q else None,
+                consumers=q.consumers if q else None,
+                dead_letters=q.dead if q else None,
+                delayed=q.delayed if q else None,
+                waiting=w.count,
+                oldest_waiting_seconds=round(w.oldest_seconds, 3),
+                done=lat.done,
+                per_minute=round(lat.per_minute, 3),
+                p50_seconds=lat.p50,
+                p99_seconds=lat.p99,
+            )
         )
-    return {
-        "generated_at": iso(now),
-        "latency_window_seconds": LATENCY_WINDOW.total_seconds(),
-        "health_window_seconds": HEALTH_WINDOW.total_seconds(),
-        "broker_error": broker_error,
-        "stages": stages,
-        "uploads_open": open_uploads,
-        "failures_by_code": failures,
-        "failed_jobs": failed,
-        "in_flight_jobs": in_flight,
-        "webhook_endpoints": [
-            {**e.__dict__, "last_attempt_at": iso(e.last_attempt_at), "p50_ms": e.p50_ms} for e in endpoints
-        ],
-    }
+    return OpsOverview(
+        generated_at=iso(now),
+        latency_window_seconds=LATENCY_WINDOW.total_seconds(),
+        health_window_seconds=HEALTH_WINDOW.total_seconds(),
+        broker_error=broker_error,
+        stages=stages,
+        uploads_open=open_uploads,
+        failures_by_code=failures,
+        failed_jobs=failed,
+        in_flight_jobs=in_flight,
+        webhook_endpoints=[OpsEndpoint(**{**e.__dict__, "last_attempt_at": iso(e.last_attempt_at)}) for e in endpoints],
+    )
 
 
 @bp.post("/v1/ops/jobs/<job_id>/retry")
-def retry(job_id: str) -> ResponseReturnValue:
+@operation(
+    "retryOpsJob", tags=["ops"], summary="Send a failed job back to the stage it failed in",
+    description="Any tenant's job. A job that failed before its file was stored has had its chunks removed: "
+    "409 job_not_retryable (the client must upload it again).",
+    responses={202: OpsRetried},
+    errors={**ADMIN_ERRORS, 404: ["ops_disabled", "job_not_found"], 409: ["job_not_failed", "job_not_retryable"],
+            503: ["broker_unavailable"]},
+    auth="admin",
+)  # fmt: skip
+def retry(job_id: str) -> tuple[OpsRetried, int]:
     """Send a failed job back to the stage it failed in (409 when its bytes are gone)."""
     require_admin()
     stage = retry_job(job_id)
-    return {"job_id": job_id, "status": jobs.PROCESSING, "stage": stage}, 202
+    return OpsRetried(job_id=job_id, status="processing", stage=stage), 202
 
 
 @bp.delete("/v1/ops/jobs/<job_id>")
-def cancel(job_id: str) -> ResponseReturnValue:
+@operation(
+    "cancelOpsJob", tags=["ops"], summary="Cancel any tenant's job that has not ended",
+    responses={202: OpsCancelled},
+    errors={**ADMIN_ERRORS, 404: ["ops_disabled", "job_not_found"], 409: ["job_finished"]},
+    auth="admin",
+)  # fmt: skip
+def cancel(job_id: str) -> tuple[OpsCancelled, int]:
     """Cancel any tenant's job that has not ended (409 once it has)."""
     require_admin()
     with read_scope() as session:
@@ -158,4 +189,4 @@ def cancel(job_id: str) -> ResponseReturnValue:
             raise NotFound(f"no job {job_id}", code="job_not_found")
         tenant = job.tenant_id
     cancel_job(tenant, job_id)
-    return {"job_id": job_id, "status": jobs.CANCELLED}, 202
+    return OpsCancelled(job_id=job_id, status="cancelled"), 202

@@ -162,3 +162,14 @@ def test_the_page_is_served_by_chute_itself(client: FlaskClient) -> None:
     assert b'<script src="/ops/ops.js">' in page.data and b"http" not in page.data.split(b"<body>")[1]
     script = client.get("/ops/ops.js")
     assert script.status_code == 200 and b"/v1/ops/overview" in script.data
+
+
+def test_the_ops_api_is_in_the_openapi_document_under_its_own_credential(client: FlaskClient) -> None:
+    doc = client.get("/openapi.json").get_json()
+    overview = doc["paths"]["/v1/ops/overview"]["get"]
+    assert overview["security"] == [{"admin": []}] and "admin" in doc["components"]["securitySchemes"]
+    assert overview["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/OpsOverview")
+    assert set(overview["responses"]) == {"200", "401", "404"}
+    retry = doc["paths"]["/v1/ops/jobs/{job_id}/retry"]["post"]
+    assert set(retry["responses"]) == {"202", "401", "404", "409", "503"}
+    assert doc["paths"]["/ops"]["get"]["security"] == []
