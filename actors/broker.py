@@ -77,20 +77,20 @@ def ping_broker(target: dramatiq.Broker) -> None:
         pika.BlockingConnection(params).close()
 
 
-def queue_counts(target: dramatiq.Broker, names: list[str]) -> dict[str, tuple[int, int]]:
+def queue_counts(target: dramatiq.Broker, names: list[str]) -> dict[str, tuple[int, int | None]]:
     """``name → (ready messages, consumers)`` of each existing queue, by AMQP passive declares.
 
     A passive declare counts only *ready* messages: what workers have prefetched (unacked)
     is not in it, which is why ``actors.queues`` prefers the management API when it is set.
-    On the StubBroker: the in-memory queue sizes and dead letters, no consumers.
+    On the StubBroker: the in-memory queue sizes and dead letters; consumers unknown (None).
     """
     if isinstance(target, StubBroker):
-        counts = {}
+        counts: dict[str, tuple[int, int | None]] = {}
         for name in names:
             if name.endswith(".XQ"):
-                counts[name] = (len(target.dead_letters_by_queue.get(name[: -len(".XQ")], [])), 0)
+                counts[name] = (len(target.dead_letters_by_queue.get(name[: -len(".XQ")], [])), None)
             elif name in target.queues:
-                counts[name] = (target.queues[name].qsize(), 0)
+                counts[name] = (target.queues[name].qsize(), None)
         return counts
     import pika
     import pika.exceptions
@@ -100,7 +100,7 @@ def queue_counts(target: dramatiq.Broker, names: list[str]) -> dict[str, tuple[i
     params.connection_attempts = 1
     connection = pika.BlockingConnection(params)
     try:
-        out: dict[str, tuple[int, int]] = {}
+        out: dict[str, tuple[int, int | None]] = {}
         channel = connection.channel()
         for name in names:
             try:

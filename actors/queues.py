@@ -37,7 +37,8 @@ class QueueStats:
     queue: str
     ready: int
     unacked: int | None
-    consumers: int
+    #: Consumers on the stage queue (one per worker process); None on the in-process StubBroker.
+    consumers: int | None
     #: Messages in the stage's ``.XQ``: what chute could not handle (bugs, long outages).
     dead: int
     #: Messages in the stage's ``.DQ``: retries waiting out their backoff (ready only, see ``unacked``).
@@ -70,7 +71,7 @@ def read_queues(settings: Settings) -> list[QueueStats]:
     return out
 
 
-def _from_management(settings: Settings) -> dict[str, tuple[int, int | None, int]]:
+def _from_management(settings: Settings) -> dict[str, tuple[int, int | None, int | None]]:
     """``name → (ready, unacked, consumers)`` from ``GET /api/queues/{vhost}``."""
     api = urlsplit(settings.rabbitmq_management_url)
     vhost = unquote(urlsplit(settings.broker_url.split(";")[0]).path.lstrip("/")) or "/"

@@ -48,7 +48,8 @@ class StateCollector(Collector):
             messages.add_metric([s.stage, "ready"], s.ready)
             if s.unacked is not None:
                 messages.add_metric([s.stage, "unacked"], s.unacked)
-            consumers.add_metric([s.stage], s.consumers)
+            if s.consumers is not None:
+                consumers.add_metric([s.stage], s.consumers)
             dead.add_metric([s.stage], s.dead)
             delayed.add_metric([s.stage], s.delayed)
         yield from (messages, consumers, dead, delayed)
