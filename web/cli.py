@@ -78,7 +78,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     settings = _settings()
     # gunicorn runs several processes: prometheus_client aggregates their samples through files
     # in this group's own directory (it reads the variable at import, so it is set before gunicorn starts).
-    metrics_dir = claim(settings.metrics_dir, "web", int(args.bind.rpartition(":")[2]))
+    metrics_dir = claim(settings.metrics_dir, f"web-{args.bind}")
     if metrics_dir is None:
         print(f"chute web: another chute web on this host serves {args.bind}", file=sys.stderr)
         return 2
@@ -108,7 +108,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     host = os.environ.get("dramatiq_prom_host", settings.worker_metrics_host)
     if "dramatiq_prom_port" in os.environ:
         port = int(os.environ["dramatiq_prom_port"])
-        metrics_dir = claim(settings.metrics_dir, "worker", port)
+        metrics_dir = claim(settings.metrics_dir, f"worker-{port}")
         if metrics_dir is None:
             print(f"chute worker: another worker on this host exports metrics on {port}", file=sys.stderr)
             return 2

@@ -5,8 +5,8 @@ through files in one directory. Each group must have its own: a directory shared
 makes each one export the other's samples, and files left by a dead run are exported forever.
 Dramatiq's exporter also needs a port of its own per worker on a host.
 
-So each group claims ``{metrics_dir}/{role}-{port}``: the port it serves metrics on names the
-directory, an exclusive ``flock`` on a lock file beside it proves nobody else on the host has
+So each group claims a directory named after what it binds (``worker-9191``,
+``web-0.0.0.0-8000``), an exclusive ``flock`` on a lock file beside it proves nobody else on the host has
 it (the lock is inherited across ``exec`` and released when the group's main process exits),
 and the directory is emptied before the group starts.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -34,22 +35,23 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
-def claim(metrics_dir: str, role: str, port: int) -> Path | None:
-    """Lock and empty ``{metrics_dir}/{role}-{port}``; None if another live group holds it.
+def claim(metrics_dir: str, name: str) -> Path | None:
+    """Lock and empty ``{metrics_dir}/{name}``; None if another live group holds it.
 
     The lock's file descriptor is left open and inheritable on purpose: it lives as long as
     this process and whatever it ``exec``s.
     """
     root = Path(metrics_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    lock_fd = os.open(root / f"{role}-{port}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    name = re.sub(r"[^A-Za-z0-9.-]+", "-", name)
+    lock_fd = os.open(root / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(lock_fd)
         return None
     os.set_inheritable(lock_fd, True)
-    directory = root / f"{role}-{port}"
+    directory = root / name
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir()
     return directory
@@ -64,7 +66,7 @@ def worker_exporter(metrics_dir: str, host: str, first_port: int) -> tuple[int, 
     for port in range(first_port, first_port + PORT_SEARCH):
         if not _bindable(host, port):
             continue
-        directory = claim(metrics_dir, "worker", port)
+        directory = claim(metrics_dir, f"worker-{port}")
         if directory is not None:
             return port, directory
     raise RuntimeError(f"no free metrics port in {first_port}..{first_port + PORT_SEARCH - 1} on {host}")
