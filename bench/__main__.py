@@ -20,6 +20,7 @@ BENCHMARKS = {
     "store": "bench.store",
     "api": "bench.api",
     "extract": "bench.extract",
+    "peers": "bench.peers.compare",
 }
 
 

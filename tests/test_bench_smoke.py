@@ -3,10 +3,11 @@
 Each runs as ``python -m bench <name> --quick --json-only`` in a subprocess (it starts and
 stops its own services on loopback) and must print one JSON line whose figures are all
 present and positive. No timing thresholds: figures are for people, not for assertions.
-The whole file takes about a minute on the 2-core dev machine.
+The whole file takes about a minute on the 2-core dev machine, plus up to a minute for ``peers``.
 
-Needs RabbitMQ and PostgreSQL on 127.0.0.1: skipped on a laptop without them, failed under
-CI (``CI=true``), where they must be running.
+Needs RabbitMQ and PostgreSQL on 127.0.0.1 (``peers`` also Redis and the ``bench`` extra,
+Celery): skipped on a laptop without them, failed under CI (``CI=true``), where they must be
+running and installed.
 """
 
 from __future__ import annotations
@@ -27,15 +28,21 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
 REPO = Path(__file__).resolve().parents[1]
 #: The benchmarks; ``extract`` is only there once bench/extract.py is.
-BENCHMARKS = ("pipeline", "ingest", "store", "api", "extract")
+BENCHMARKS = ("pipeline", "ingest", "store", "api", "extract", "peers")
 #: Generous: a quick run takes 10-25 s here, but CI machines can be slower.
 TIMEOUT_SECONDS = 240
 
 
-def _require_services() -> None:
-    if rabbitmq_available() and port_open("127.0.0.1", 5432):
+def _require_services(name: str) -> None:
+    message = ""
+    if not (rabbitmq_available() and port_open("127.0.0.1", 5432)):
+        message = "RabbitMQ (127.0.0.1:5672) and PostgreSQL (127.0.0.1:5432) are needed"
+    elif name == "peers" and not port_open("127.0.0.1", 6379):
+        message = "Redis (127.0.0.1:6379) is needed by the Celery peer"
+    elif name == "peers" and importlib.util.find_spec("celery") is None:
+        message = "the Celery peer needs the bench extra (pip install -e '.[bench]')"
+    if not message:
         return
-    message = "RabbitMQ (127.0.0.1:5672) and PostgreSQL (127.0.0.1:5432) are needed"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message + " (CI=true: they must be running)")
     pytest.skip(message)
@@ -58,7 +65,7 @@ def _numbers(value: object) -> list[float]:
 def test_quick_run_reports_positive_figures(name: str) -> None:
     if name == "extract" and importlib.util.find_spec("bench.extract") is None:
         pytest.skip("bench/extract.py is not there yet")
-    _require_services()
+    _require_services(name)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("BENCH_PROFILE", None)
     done = subprocess.run(
