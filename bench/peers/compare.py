@@ -341,6 +341,7 @@ def measure(args: argparse.Namespace, report: Report) -> dict[str, list[dict[str
 
     rounds: dict[str, list[dict[str, Any]]] = {}
     with workdir("peers") as root, contextlib.ExitStack() as stack:
+        log("peers: starting a database, an S3 server (moto) and a webhook receiver")
         chute = chute_stack(stack, root, s3=True)
         receiver = stack.enter_context(WebhookReceiver())
         bench = Bench(
@@ -353,6 +354,7 @@ def measure(args: argparse.Namespace, report: Report) -> dict[str, list[dict[str
             urllib3.PoolManager(maxsize=CLIENT_THREADS, retries=False, timeout=urllib3.Timeout(10, 60)),
         )
         sides = [chute_side(stack, chute, args), peer_side(stack, chute, args)]
+        log("peers: chute's web and the peer's web are up")
         bare: Side | None = None
         report.settings["load_average_start"] = os.getloadavg()
         for n in range(args.rounds):
