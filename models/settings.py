@@ -70,6 +70,17 @@ class Settings:
     extract_memory_limit_mb: int = 1024
     extract_isolation: bool = True
     keep_exif_gps: bool = False
+    #: Tesseract languages (``eng+deu`` is ``eng,deu``); each needs its ``tesseract-ocr-LANG`` package.
+    ocr_languages: tuple[str, ...] = ("eng",)
+    ocr_dpi: int = 300
+    #: Tesseract's memory and time grow with pixels: 16 MP is A3 at 250 dpi, A4 at 300 dpi fits.
+    ocr_max_pixels: int = 16_000_000
+    ocr_max_pages: int = 100
+    #: OCR costs about a second a page on one core: 100 pages need this much.
+    ocr_time_limit_seconds: int = 180
+    tables_max_pages: int = 500
+    tables_time_limit_seconds: int = 60
+    max_table_bytes_in_result: int = 256 * 1024
 
     # Webhooks.
     webhook_allowed_hosts: tuple[str, ...] = ()

@@ -18,7 +18,10 @@ from PIL import Image
 from actors.extraction.derivatives import for_output, image_targets, upright, write_scaled
 from actors.extraction.exif import exif_summary, orientation, read_exif
 from actors.extraction.limits import ExtractLimits
+from actors.extraction.ocr import ocr_image
+from actors.extraction.raster import image_for_ocr
 from actors.extraction.result import Extraction
+from actors.extraction.text import finish_image
 from models.errors import FileRejected
 
 #: The Pillow decoders that ever see uploaded bytes; :func:`actors.extraction.detect` admits the same.
@@ -45,7 +48,8 @@ BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
 def extract_image(path: Path, out_dir: Path, limits: ExtractLimits, mime: str) -> Extraction:
-    """Describe the image at ``path`` and write its derivatives into ``out_dir``.
+    """Describe the image at ``path``, write its derivatives into ``out_dir``, and OCR it if it
+    looks like a document (or the upload asked ``ocr: always``).
 
     Raises:
         FileRejected: ``decompression_bomb`` over the pixel limit, ``corrupt_file`` when
@@ -76,7 +80,22 @@ def extract_image(path: Path, out_dir: Path, limits: ExtractLimits, mime: str) -
             base = upright(base, orientation(exif))
             base = for_output(base, limits.derivative_format)
             derivatives = write_scaled(base, image_targets(limits), out_dir, limits)
-    return Extraction(kind="image", mime=mime, image=info, derivatives=derivatives)
+    ocr = ocr_image(lambda: _pixels_for_ocr(path, orientation(exif), limits), limits)
+    derivatives += finish_image(out_dir, info, ocr, limits)
+    return Extraction(
+        kind="image", mime=mime, image=info, derivatives=derivatives, ocr=ocr.status, ocr_error=ocr.error()
+    )
+
+
+def _pixels_for_ocr(path: Path, turn: int | None, limits: ExtractLimits) -> Image.Image:
+    """The image decoded again, for OCR: at up to ``ocr_max_pixels``, not the thumbnails' 2,048 px."""
+    with open(path, "rb") as fh, _open(fh) as im:
+        try:
+            return image_for_ocr(im, turn, limits)
+        except BOMB_ERRORS as exc:
+            raise _bomb(exc) from None
+        except DECODE_ERRORS as exc:
+            raise FileRejected(f"corrupt image: {exc}", code="corrupt_file") from None
 
 
 def _open(fh: Any) -> Image.Image:

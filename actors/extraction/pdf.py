@@ -1,4 +1,5 @@
-"""PDF extraction with pypdf: document info, text per page, the full text and a preview.
+"""PDF extraction with pypdf: document info, text per page, the full text and a preview; then
+tables (:mod:`actors.extraction.tables`) and OCR of pages without text (:mod:`actors.extraction.ocr`).
 
 pypdf bounds its own work on hostile files (decompressed sizes, page tree size and depth,
 parsing budgets) and raises :class:`pypdf.errors.LimitReachedError` past them; the child
@@ -24,7 +25,10 @@ from pypdf.generic import DictionaryObject
 
 from actors.extraction.derivatives import THUMB_QUALITY, for_output, save
 from actors.extraction.limits import ExtractLimits
+from actors.extraction.ocr import ocr_pdf
 from actors.extraction.result import Derivative, Extraction
+from actors.extraction.tables import extract_tables
+from actors.extraction.text import PAGE_SEPARATOR, TEXT_FILE, clean, finish_document, page_text
 from models.errors import FileRejected
 
 logger = logging.getLogger(__name__)
@@ -51,20 +55,21 @@ MAX_METADATA_CHARS = 1024
 
 _VERSION = re.compile(r"%PDF-(\d+\.\d+)")
 
-#: Form feed between pages in ``text.txt``, as pdftotext does, so pages can be split again.
-PAGE_SEPARATOR = "\f"
-
 
 def extract_pdf(path: Path, out_dir: Path, limits: ExtractLimits) -> Extraction:
-    """Read the PDF at ``path``; write ``text.txt`` and the page-1 ``preview`` into ``out_dir``.
+    """Read the PDF at ``path``; write ``text.txt``, the page-1 ``preview`` and one CSV per table
+    into ``out_dir``.
 
     An encrypted PDF whose empty user password does not open it is not an error: it is
-    reported with ``locked: true``, its declared page count and no text.
+    reported with ``locked: true``, its declared page count and no text. Tables and OCR stop
+    at their own limits and say so in the result; they never fail the file.
 
     Raises:
         FileRejected: ``corrupt_file``, ``too_many_pages``, ``decompression_bomb`` (a pypdf
             limit was reached) or ``unsupported_file`` (an encryption pypdf cannot handle).
     """
+    preview: Derivative | None = None
+    textless: list[int] = []
     with open(path, "rb") as fh:
         with _reading():
             reader = PdfReader(fh, strict=False)
@@ -75,18 +80,28 @@ def extract_pdf(path: Path, out_dir: Path, limits: ExtractLimits) -> Extraction:
             _check_page_count(declared, limits)
             if locked:
                 document = _document(declared, version, True, True, _empty_metadata())
-                document["pages"] = [{"number": n, "text": ""} for n in range(1, (declared or 0) + 1)]
-                return Extraction(kind="pdf", mime="application/pdf", document=document)
-            pages = reader.pages
-            page_count = len(pages)
-            _check_page_count(page_count, limits)
-            metadata = _metadata(reader)
-        document = _document(page_count, version, encrypted, False, metadata)
-        derivatives = _write_text(pages, out_dir, limits, document)
-        preview = _preview(pages[0], out_dir, limits) if page_count else None
+                document["pages"] = [{"number": n} for n in range(1, (declared or 0) + 1)]
+            else:
+                pages = reader.pages
+                page_count = len(pages)
+                _check_page_count(page_count, limits)
+                document = _document(page_count, version, encrypted, False, _metadata(reader))
+        if not locked:
+            textless = _write_text(pages, out_dir, document)
+            preview = _preview(pages[0], out_dir, limits) if page_count else None
+    tables = [] if locked else extract_tables(path, out_dir, limits, document)
+    ocr = ocr_pdf(path, limits, len(document["pages"]), textless)
+    derivatives = finish_document(out_dir, document, ocr, limits) + tables
     if preview is not None:
         derivatives.append(preview)
-    return Extraction(kind="pdf", mime="application/pdf", document=document, derivatives=derivatives)
+    return Extraction(
+        kind="pdf",
+        mime="application/pdf",
+        document=document,
+        derivatives=derivatives,
+        ocr=ocr.status,
+        ocr_error=ocr.error(),
+    )
 
 
 @contextmanager
@@ -168,6 +183,9 @@ def _document(
         "pages": [],
         "text_truncated": False,
         "unreadable_pages": [],
+        "tables": [],
+        "tables_truncated": False,
+        "tables_error": None,
     }
 
 
@@ -194,7 +212,7 @@ def _text(value: Any) -> str | None:
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
         return None
-    return _clean(value).strip()[:MAX_METADATA_CHARS] or None
+    return clean(value).strip()[:MAX_METADATA_CHARS] or None
 
 
 def _iso(read: Any) -> str | None:
@@ -205,46 +223,32 @@ def _iso(read: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else None
 
 
-def _clean(text: str) -> str:
-    """Text that JSON, UTF-8 files and PostgreSQL all accept: no NULs, no lone surrogates."""
-    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+def _write_text(pages: Any, out_dir: Path, document: dict[str, Any]) -> list[int]:
+    """Stream each page's text layer to ``text.txt``; return the pages that have none.
 
-
-def _write_text(pages: Any, out_dir: Path, limits: ExtractLimits, document: dict[str, Any]) -> list[Derivative]:
-    """Stream each page's text to ``text.txt`` and keep a bounded prefix of it in ``document``.
-
-    Only one page's text is in memory at a time. A page whose text pypdf cannot extract
-    (broken or unsupported stream) is listed in ``unreadable_pages`` with empty text, rather
-    than failing a whole book for one page; a pypdf limit still rejects the file.
+    Only one page's text is in memory at a time; :func:`finish_document` later puts it in
+    the result. A page whose text pypdf cannot extract (broken or unsupported stream) is
+    listed in ``unreadable_pages`` with empty text, rather than failing a whole book for one
+    page; a pypdf limit still rejects the file.
     """
-    path = out_dir / "text.txt"
-    budget = limits.max_text_bytes_in_result
-    has_text = False
-    with open(path, "w", encoding="utf-8", newline="") as out:
+    textless = []
+    with open(out_dir / TEXT_FILE, "w", encoding="utf-8", newline="") as out:
         for number in range(1, len(pages) + 1):
-            text = _page_text(pages, number, document)
-            has_text = has_text or bool(text.strip())
+            text = page_text(_page_text(pages, number, document))
+            if not text.strip():
+                textless.append(number)
             if number > 1:
                 out.write(PAGE_SEPARATOR)
             out.write(text)
-            size = len(text.encode("utf-8"))
-            if not document["text_truncated"] and size <= budget:
-                budget -= size
-            else:
-                document["text_truncated"] = True
-                text = ""
-            document["pages"].append({"number": number, "text": text})
-    if not has_text:
-        path.unlink()
-        return []
-    return [Derivative(name="text", filename=path.name, content_type="text/plain; charset=utf-8", path=path)]
+            document["pages"].append({"number": number})
+    return textless
 
 
 def _page_text(pages: Any, number: int, document: dict[str, Any]) -> str:
     try:
         with _reading():
             page: PageObject = pages[number - 1]
-            return _clean(page.extract_text() or "")
+            return page.extract_text() or ""
     except FileRejected as exc:
         if exc.code not in ("corrupt_file", "unsupported_file"):
             raise

@@ -48,9 +48,14 @@ class Extraction:
     """The result of extracting one file.
 
     ``document`` is set for PDFs: ``{page_count, version, encrypted, locked, metadata: {title,
-    author, subject, creator, producer, created, modified}, pages: [{number, text}],
-    text_truncated, unreadable_pages}``. ``image`` is set for images: ``{format, width, height,
-    mode, frames, animated, exif}``. Other files carry only their ``kind`` and ``mime``.
+    author, subject, creator, producer, created, modified}, pages: [{number, text, text_source,
+    ocr_confidence, ocr_error?}], text_truncated, unreadable_pages, tables: [{page, index, bbox,
+    header, rows, row_count, csv}], tables_truncated, tables_error}``. ``image`` is set for
+    images: ``{format, width, height, mode, frames, animated, exif, text, text_source,
+    ocr_confidence, text_truncated}``. Other files carry only their ``kind`` and ``mime``.
+
+    ``ocr`` (PDFs and images) is ``done``, ``not_needed``, ``off``, ``unavailable`` or
+    ``incomplete``; ``ocr_error`` says why for the last two.
     """
 
     kind: str
@@ -58,6 +63,8 @@ class Extraction:
     document: dict[str, Any] | None = None
     image: dict[str, Any] | None = None
     derivatives: list[Derivative] = field(default_factory=list)
+    ocr: str | None = None
+    ocr_error: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (paths as strings), e.g. to pass across a process boundary."""
@@ -67,6 +74,8 @@ class Extraction:
             "document": self.document,
             "image": self.image,
             "derivatives": [d.to_json() for d in self.derivatives],
+            "ocr": self.ocr,
+            "ocr_error": self.ocr_error,
         }
 
     @classmethod
@@ -78,6 +87,8 @@ class Extraction:
             document=data.get("document"),
             image=data.get("image"),
             derivatives=[Derivative.from_json(d) for d in data.get("derivatives") or ()],
+            ocr=None if data.get("ocr") is None else str(data["ocr"]),
+            ocr_error=data.get("ocr_error"),
         )
 
     def derivative(self, name: str) -> Derivative | None:

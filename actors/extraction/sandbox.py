@@ -10,6 +10,11 @@ the 2-core dev machine: about 15 ms per child after a one-off ~250 ms server sta
 The child's reply is JSON written to a file, never a pickle: a child that a decoder exploit
 took over must not be able to run code in the worker by what it sends back. This bounds
 resources; it is not a security sandbox (no seccomp, same user).
+
+Time is given per phase (:mod:`actors.extraction.budget`): parsing gets
+``time_limit_seconds``; when the child announces tables or OCR over a pipe (a phase name as
+bytes, never a pickle), the watchdog gives it that phase's budget plus a grace. The child
+leads its own process group, so a kill also ends the Tesseract it may be running.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import json
 import logging
 import math
 import multiprocessing
+import multiprocessing.connection
+import os
 import resource
 import signal
 import threading
@@ -27,12 +34,14 @@ import traceback
 import uuid
 import warnings
 from dataclasses import dataclass
-from multiprocessing.context import ForkServerContext
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerContext, ForkServerProcess
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from actors.extraction.budget import MAX_PHASE_NAME, PHASES, set_phase_listener
 from actors.extraction.dispatch import extract_in_process
 from actors.extraction.limits import ExtractLimits
 from actors.extraction.result import Extraction
@@ -54,8 +63,19 @@ MAX_REPLY_BYTES = 64 << 20
 #: the wall-clock limit, which names the code ``extraction_timeout`` too, usually acts first.
 CPU_GRACE_SECONDS = 1
 
+#: Seconds a phase with its own budget (tables, OCR) may overrun it before the child is killed:
+#: those phases stop themselves at the budget, so only native code stuck in a page meets this.
+PHASE_GRACE_SECONDS = 5
+
 #: Exit signals that mean the child ran out of time (ours, or RLIMIT_CPU's).
 _TIMEOUT_SIGNALS = frozenset({signal.SIGXCPU})
+
+#: The exit code multiprocessing reports when the fork server lost a child's real one, which
+#: happens under load (CPython issue 140867); the child's reply, written last, then decides.
+LOST_EXIT_CODE = 255
+
+#: The job's error code when the watchdog kills a child that overran a phase.
+_TIMEOUT_CODES = {"parse": "extraction_timeout", "tables": "tables_timeout", "ocr": "ocr_timeout"}
 
 _context_lock = threading.Lock()
 _context: ForkServerContext | None = None
@@ -79,7 +99,8 @@ def run_isolated(path: Path, out_dir: Path, limits: ExtractLimits) -> tuple[Extr
 
     Raises:
         FileRejected: the file's own rejection, or ``extraction_timeout`` (wall-clock or CPU
-            limit), ``extraction_limit_exceeded`` (memory or output size), ``extraction_crashed``
+            limit; ``tables_timeout`` or ``ocr_timeout`` when those phases overran their own),
+            ``extraction_limit_exceeded`` (memory or output size), ``extraction_crashed``
             (the child died of a signal or replied nonsense).
         TransientError: ``extraction_unavailable`` when no child could be started.
         ChildError: an unexpected exception in the child, or a child that exited without reply.
@@ -87,9 +108,10 @@ def run_isolated(path: Path, out_dir: Path, limits: ExtractLimits) -> tuple[Extr
     path, out_dir = Path(path).resolve(), Path(out_dir).resolve()
     reply_path = out_dir / f".extract-reply-{uuid.uuid4().hex}.json"
     ctx = _fork_server()
+    phases, phase_writer = ctx.Pipe(duplex=False)
     process = ctx.Process(
         target=_child_main,
-        args=(str(path), str(out_dir), str(reply_path), limits),
+        args=(str(path), str(out_dir), str(reply_path), limits, phase_writer),
         name="chute-extract",
         daemon=True,
     )
@@ -99,18 +121,59 @@ def run_isolated(path: Path, out_dir: Path, limits: ExtractLimits) -> tuple[Extr
             process.start()
         except OSError as exc:
             raise TransientError(f"cannot start the extraction child: {exc}", code="extraction_unavailable") from exc
-        process.join(limits.time_limit_seconds)
-        timed_out = process.exitcode is None
-        if timed_out:
-            process.kill()
-            process.join()
+        finally:
+            phase_writer.close()  # the child has its copy: EOF here once it exits
+        overran = _watch(process, phases, limits)
         wall = time.monotonic() - started
-        reply = None if timed_out else _read_reply(reply_path)
-        return _outcome(process.exitcode, timed_out, reply, out_dir, limits, wall)
+        reply = None if overran else _read_reply(reply_path)
+        return _outcome(process.exitcode, overran, reply, out_dir, limits, wall)
     finally:
+        phases.close()
         reply_path.unlink(missing_ok=True)
         if process.exitcode is not None:
             process.close()
+
+
+def _watch(process: ForkServerProcess, phases: Connection, limits: ExtractLimits) -> str | None:
+    """Wait for the child, giving each phase its own time; None once it exited, or the phase
+    it overran (the child and its process group are killed then)."""
+    budgets = {
+        "tables": limits.tables_time_limit_seconds + PHASE_GRACE_SECONDS,
+        "ocr": limits.ocr_time_limit_seconds + PHASE_GRACE_SECONDS,
+    }
+    now = time.monotonic()
+    phase, deadline = "parse", now + limits.time_limit_seconds
+    # Whatever the child says, it never gets more than every phase's budget together.
+    end = now + limits.time_limit_seconds + sum(budgets.values())
+    waiting: list[Any] = [process.sentinel, phases]
+    seen: set[str] = set()
+    while True:
+        left = min(deadline, end) - time.monotonic()
+        ready = multiprocessing.connection.wait(waiting, max(left, 0)) if left > 0 else []
+        if process.sentinel in ready:
+            process.join()
+            return None
+        if not ready:
+            _kill(process)
+            return phase
+        try:
+            name = phases.recv_bytes(MAX_PHASE_NAME).decode("ascii", "replace")
+        except (EOFError, OSError):  # the child closed it, or sent nonsense: stop listening
+            waiting.remove(phases)
+            continue
+        if name in budgets and name not in seen:
+            seen.add(name)
+            phase, deadline = name, time.monotonic() + budgets[name]
+
+
+def _kill(process: ForkServerProcess) -> None:
+    """Kill the child's process group (it and any Tesseract it started), then reap it."""
+    assert process.pid is not None
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # killed before it made its own group
+        process.kill()
+    process.join()
 
 
 def _fork_server() -> ForkServerContext:
@@ -141,14 +204,21 @@ def _read_reply(reply_path: Path) -> dict[str, Any] | None:
 
 def _outcome(
     exitcode: int | None,
-    timed_out: bool,
+    overran: str | None,
     reply: dict[str, Any] | None,
     out_dir: Path,
     limits: ExtractLimits,
     wall: float,
 ) -> tuple[Extraction, ChildStats]:
     """Turn the child's exit and reply into a result or the right exception."""
-    if timed_out or (exitcode is not None and -exitcode in _TIMEOUT_SIGNALS):
+    if overran in ("tables", "ocr"):
+        seconds = limits.tables_time_limit_seconds if overran == "tables" else limits.ocr_time_limit_seconds
+        raise FileRejected(
+            f"{overran} took longer than {seconds:g} s and did not stop",
+            code=_TIMEOUT_CODES[overran],
+            details={"time_limit_seconds": seconds},
+        )
+    if overran or (exitcode is not None and -exitcode in _TIMEOUT_SIGNALS):
         raise FileRejected(
             f"extraction took longer than {limits.time_limit_seconds:g} s",
             code="extraction_timeout",
@@ -160,7 +230,7 @@ def _outcome(
     if exitcode is not None and exitcode < 0:
         # A decoder crashed (SIGSEGV, SIGABRT...) on this file: retrying would crash it again.
         raise FileRejected(f"extraction child died of signal {-exitcode}", code="extraction_crashed")
-    if reply is None or exitcode != 0:
+    if reply is None or exitcode not in (0, LOST_EXIT_CODE):
         # Our code replies for every exception, so this is the environment (e.g. the child
         # could not start its interpreter or write its reply), not the file: retry.
         raise ChildError(f"extraction child exited with code {exitcode} and no reply")
@@ -205,9 +275,11 @@ def _check_derivatives(extraction: Extraction, out_dir: Path) -> None:
 # --- The child side -------------------------------------------------------------------------
 
 
-def _child_main(path: str, out_dir: str, reply_path: str, limits: ExtractLimits) -> None:
-    """Entry point of the child: confine, extract, write the JSON reply, exit."""
+def _child_main(path: str, out_dir: str, reply_path: str, limits: ExtractLimits, phases: Connection) -> None:
+    """Entry point of the child: lead a process group, confine, extract, write the JSON reply, exit."""
+    os.setpgid(0, 0)
     _confine(limits)
+    set_phase_listener(lambda name: phases.send_bytes(name.encode("ascii")))
     reply = _extract(Path(path), Path(out_dir), limits)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     reply["stats"] = {"max_rss_kb": usage.ru_maxrss, "cpu_seconds": usage.ru_utime + usage.ru_stime}
@@ -218,7 +290,7 @@ def _child_main(path: str, out_dir: str, reply_path: str, limits: ExtractLimits)
 def _confine(limits: ExtractLimits) -> None:
     """Resource limits and strict decoding settings; safe to set globally in a single-threaded child."""
     memory = limits.memory_limit_mb * 1024 * 1024
-    cpu = math.ceil(limits.time_limit_seconds) + CPU_GRACE_SECONDS
+    cpu = math.ceil(limits.total_time_limit_seconds) + PHASE_GRACE_SECONDS * len(PHASES) + CPU_GRACE_SECONDS
     _set_limit(resource.RLIMIT_AS, memory)
     _set_limit(resource.RLIMIT_CPU, cpu, hard=cpu + 1)
     _set_limit(resource.RLIMIT_FSIZE, MAX_OUTPUT_FILE_BYTES)
@@ -226,8 +298,9 @@ def _confine(limits: ExtractLimits) -> None:
     # Pillow warns between its limit and twice it, errors above: make both ours, and both errors.
     Image.MAX_IMAGE_PIXELS = limits.max_image_pixels
     warnings.simplefilter("error")
-    # pypdf logs every robustness fix on malformed files; hostile files make that a flood.
+    # pypdf and pdfminer log every robustness fix on malformed files; hostile files make that a flood.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    logging.getLogger("pdfminer").setLevel(logging.ERROR)
 
 
 def _set_limit(which: int, soft: int, hard: int | None = None) -> None:

@@ -14,11 +14,29 @@ from dataclasses import dataclass
 
 @dataclass
 class PdfImage:
-    """Raw 8-bit RGB pixels to place on page 1 as an image XObject."""
+    """Raw 8-bit pixels to place on a page as an image XObject.
+
+    ``rgb`` holds three bytes a pixel, or one with ``gray``; with ``deflated`` it is already
+    Flate-compressed (how a test makes a huge scan without holding its pixels in memory).
+    """
 
     width: int
     height: int
     rgb: bytes
+    gray: bool = False
+    deflated: bool = False
+
+    def xobject(self) -> bytes:
+        """The image XObject's stream object body."""
+        colour = b"/DeviceGray" if self.gray else b"/DeviceRGB"
+        extra = b" /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace %s /BitsPerComponent 8" % (
+            self.width,
+            self.height,
+            colour,
+        )
+        if self.deflated:
+            return stream(self.rgb, extra + b" /Filter /FlateDecode")
+        return stream(self.rgb, extra, flate_layers=1)
 
 
 def pdf_string(text: str) -> bytes:
@@ -36,6 +54,30 @@ def stream(data: bytes, extra: bytes = b"", *, flate_layers: int = 0) -> bytes:
         filters = b" /Filter [" + b" ".join([b"/FlateDecode"] * flate_layers) + b"]"
     head = b"<< /Length " + str(len(data)).encode() + filters + extra + b" >>"
     return head + b"\nstream\n" + data + b"\nendstream"
+
+
+def ruled_table(x: float, top: float, widths: list[float], rows: list[list[str]], *, row_height: float = 20) -> bytes:
+    """Drawing operators of a table with a ruled grid: ``rows`` of cells, ``widths`` of columns.
+
+    ``top`` is the y of the table's upper edge in PDF space (origin bottom left).
+    """
+    total = sum(widths)
+    height = row_height * len(rows)
+    ops = [b"0.5 w", b"%g %g %g %g re S" % (x, top - height, total, height)]
+    for r in range(1, len(rows)):
+        y = top - r * row_height
+        ops.append(b"%g %g m %g %g l S" % (x, y, x + total, y))
+    edge = x
+    for w in widths[:-1]:
+        edge += w
+        ops.append(b"%g %g m %g %g l S" % (edge, top, edge, top - height))
+    for r, row in enumerate(rows):
+        left = x
+        for w, cell in zip(widths, row, strict=True):
+            baseline = top - (r + 1) * row_height + 6
+            ops.append(b"BT /F1 10 Tf %g %g Td " % (left + 4, baseline) + pdf_string(cell) + b" Tj ET")
+            left += w
+    return b"\n".join(ops)
 
 
 def page_content(lines: list[str], *, with_image: bool = False) -> bytes:
@@ -57,6 +99,8 @@ def make_pdf(
     version: str = "1.4",
     flate_layers: int = 0,
     raw_content: dict[int, bytes] | None = None,
+    scans: dict[int, PdfImage] | None = None,
+    media_box: tuple[float, float] = (612, 792),
 ) -> bytes:
     """A PDF with one page per entry of ``pages`` (each a list of text lines).
 
@@ -66,6 +110,9 @@ def make_pdf(
         flate_layers: how many times each content stream is Flate-compressed.
         raw_content: page index → an already encoded content stream object body, replacing
             the generated one (for bombs and broken streams).
+        scans: page index → an image drawn over the whole page after its text, as a scanner
+            makes a page (give the page no lines for a page with no text layer).
+        media_box: width and height of every page in points.
     """
     objects: dict[int, bytes] = {}
     page_ids = [5 + 2 * i for i in range(len(pages))]
@@ -77,12 +124,19 @@ def make_pdf(
         entries = b" ".join(b"/" + key.encode() + b" " + pdf_string(value) for key, value in info.items())
         objects[4] = b"<< " + entries + b" >>"
     image_id = 5 + 2 * len(pages)
+    scans = scans or {}
+    scan_ids = {index: image_id + 1 + n for n, index in enumerate(sorted(scans))}
     for index, (pid, lines) in enumerate(zip(page_ids, pages, strict=True)):
         resources = b"/Font << /F1 3 0 R >>"
+        xobjects = b""
         if image is not None and index == 0:
-            resources += b" /XObject << /Im1 %d 0 R >>" % image_id
+            xobjects += b" /Im1 %d 0 R" % image_id
+        if index in scans:
+            xobjects += b" /Scan %d 0 R" % scan_ids[index]
+        if xobjects:
+            resources += b" /XObject <<" + xobjects + b" >>"
         objects[pid] = (
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << "
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %g %g] /Resources << " % media_box
             + resources
             + b" >> /Contents %d 0 R >>" % (pid + 1)
         )
@@ -90,14 +144,13 @@ def make_pdf(
             objects[pid + 1] = raw_content[index]
         else:
             content = page_content(lines, with_image=image is not None and index == 0)
+            if index in scans:
+                content += b"\nq %g 0 0 %g 0 0 cm /Scan Do Q" % media_box
             objects[pid + 1] = stream(content, flate_layers=flate_layers)
     if image is not None:
-        objects[image_id] = stream(
-            image.rgb,
-            b" /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB"
-            b" /BitsPerComponent 8" % (image.width, image.height),
-            flate_layers=1,
-        )
+        objects[image_id] = image.xobject()
+    for index, scan in scans.items():
+        objects[scan_ids[index]] = scan.xobject()
     return serialize(objects, version=version, info_id=4 if info else None)
 
 

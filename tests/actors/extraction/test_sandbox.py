@@ -94,7 +94,7 @@ def test_concurrent_extractions_from_worker_threads(tmp_path: Path) -> None:
 
 
 def outcome(exitcode: int | None, reply: dict | None, out_dir: Path, *, timed_out: bool = False) -> None:
-    _outcome(exitcode, timed_out, reply, out_dir, ExtractLimits(time_limit_seconds=5), 0.1)
+    _outcome(exitcode, "parse" if timed_out else None, reply, out_dir, ExtractLimits(time_limit_seconds=5), 0.1)
 
 
 @pytest.mark.parametrize(
