@@ -61,8 +61,9 @@ MIN_PAPER_SHARE = 0.5
 PAPER_SPREAD = 32
 #: Pixels this much darker than the paper are ink.
 INK_CONTRAST = 48
-#: Share of ink pixels: none is a blank page, too much is not paper with writing.
-INK_SHARE = (0.001, 0.3)
+#: Share of ink pixels: none is a blank page, too much is not paper with writing (a photo of a
+#: receipt counts the desk around it as ink).
+INK_SHARE = (0.001, 0.45)
 #: Mean HSV saturation (0-255) above which an image is a colour photograph, not a document.
 MAX_SATURATION = 80
 

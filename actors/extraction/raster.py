@@ -28,6 +28,11 @@ POINTS_PER_INCH = 72
 #: How deep to look into nested form XObjects for images to check (PDFium's own default).
 MAX_FORM_DEPTH = 15
 
+#: A scanned page is rendered at its scan's own resolution (up to ``ocr_dpi``), since more
+#: pixels than the scanner took add only time; but never below this, where Tesseract's
+#: accuracy drops (it wants letters 20 pixels or more high).
+MIN_SCAN_DPI = 150
+
 
 class RasterError(Exception):
     """A page or image that cannot be turned into pixels for OCR; ``code`` says why."""
@@ -66,11 +71,12 @@ def render_page(document: pdfium.PdfDocument, number: int, limits: ExtractLimits
     except (pdfium.PdfiumError, IndexError) as exc:
         raise RasterError(f"PDFium cannot load page {number}: {exc}", "ocr_render_failed") from None
     try:
-        _check_images(page, number, limits)
+        scan_dpi = _scan_dpi(page, number, limits)
         width, height = page.get_size()
         if not (width > 0 and height > 0):
             raise RasterError(f"page {number} has no area", "ocr_render_failed")
-        scale = min(limits.ocr_dpi / POINTS_PER_INCH, math.sqrt(limits.ocr_max_pixels / (width * height)))
+        dpi = limits.ocr_dpi if scan_dpi is None else max(min(scan_dpi, limits.ocr_dpi), MIN_SCAN_DPI)
+        scale = min(dpi / POINTS_PER_INCH, math.sqrt(limits.ocr_max_pixels / (width * height)))
         bitmap = page.render(scale=scale, grayscale=True)
         # A copy: the PIL image would otherwise point into the bitmap's buffer, freed with it.
         return bitmap.to_pil().convert("L").copy()
@@ -80,10 +86,14 @@ def render_page(document: pdfium.PdfDocument, number: int, limits: ExtractLimits
         page.close()
 
 
-def _check_images(page: pdfium.PdfPage, number: int, limits: ExtractLimits) -> None:
+def _scan_dpi(page: pdfium.PdfPage, number: int, limits: ExtractLimits) -> float | None:
+    """The resolution of the densest image the page draws (None: no image), after checking
+    every image against the pixel limit."""
+    dpi = None
     for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=MAX_FORM_DEPTH):
         try:
             width, height = obj.get_px_size()
+            left, _, right, _ = obj.get_bounds()
         except pdfium.PdfiumError:
             continue
         if width * height > limits.max_image_pixels:
@@ -91,6 +101,9 @@ def _check_images(page: pdfium.PdfPage, number: int, limits: ExtractLimits) -> N
                 f"page {number} draws a {width}x{height} image, over the limit of {limits.max_image_pixels} pixels",
                 "ocr_image_too_large",
             )
+        if right - left > 0:
+            dpi = max(dpi or 0.0, width / (right - left) * POINTS_PER_INCH)
+    return dpi
 
 
 def image_for_ocr(im: Image.Image, orientation: int | None, limits: ExtractLimits) -> Image.Image:
