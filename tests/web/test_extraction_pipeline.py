@@ -268,7 +268,8 @@ def check_locked(run: Run) -> None:
     assert run.result is not None
     doc = run.result["document"]
     assert (doc["encrypted"], doc["locked"], doc["page_count"]) == (True, True, 3)
-    assert doc["pages"] == [{"number": n, "text": "", "text_source": "layer", "ocr_confidence": None} for n in (1, 2, 3)]
+    empty = {"text": "", "text_source": "layer", "ocr_confidence": None}
+    assert doc["pages"] == [{"number": n, **empty} for n in (1, 2, 3)]
     assert doc["metadata"]["title"] is None and run.derivatives == {}
 
 

@@ -94,7 +94,7 @@ def test_extraction_round_trips_through_json(tmp_path: Path) -> None:
     extraction = Extraction(
         kind="pdf",
         mime="application/pdf",
-        document={"page_count": 1, "pages": [{"number": 1, "text": "hi", "text_source": "ocr", "ocr_confidence": 91.5}]},
+        document={"page_count": 1, "pages": [{"number": 1, "text": "hi", "text_source": "ocr", "ocr_confidence": 9.5}]},
         derivatives=[
             Derivative("text", "text.txt", "text/plain; charset=utf-8", tmp_path / "text.txt"),
             Derivative("preview", "preview.jpg", "image/jpeg", tmp_path / "preview.jpg", 10, 20),

@@ -189,7 +189,7 @@ def jpeg(im: Image.Image) -> Image.Image:
         ("photo of text", Image.open(io.BytesIO(photo_of_text())), True),
         ("blank page", Image.new("L", (800, 1000), 255), False),
         ("black and white halves", corpus.landscape(), False),
-        ("colour gradient", Image.merge("RGB", [Image.linear_gradient("L")] * 2 + [Image.new("L", (256, 256), 40)]), False),
+        ("colour gradient", Image.merge("RGB", [Image.linear_gradient("L")] * 2 + [Image.new("L", (256, 256))]), False),
         ("dark scene", jpeg(Image.effect_mandelbrot((640, 480), (-2, -1.5, 1, 1.5), 100)), False),
     ],
 )

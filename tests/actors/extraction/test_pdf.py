@@ -91,7 +91,8 @@ def test_encrypted_with_a_user_password_is_reported_not_rejected(extract: Extrac
     doc = result.document
     assert doc is not None
     assert (doc["encrypted"], doc["locked"], doc["page_count"]) == (True, True, 3)
-    assert doc["pages"] == [{"number": n, "text": "", "text_source": "layer", "ocr_confidence": None} for n in (1, 2, 3)]
+    empty = {"text": "", "text_source": "layer", "ocr_confidence": None}
+    assert doc["pages"] == [{"number": n, **empty} for n in (1, 2, 3)]
     assert doc["metadata"]["title"] is None
     assert result.derivatives == []
 
