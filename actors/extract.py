@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from actors.extraction import Extraction, ExtractLimits, extract_file
+from actors.extraction.ocr import probe
 from actors.stage import stage_actor
 from actors.storage import ObjectStore, open_store
 from actors.upload import derivative_key
 from models import job as jobs
 from models import staging
+from models import upload as uploads
 from models.db import session_scope
 from models.settings import current_settings
 
@@ -43,6 +45,8 @@ def extract(job_id: str) -> None:
             "derivatives": [],
         }
         scratch = staging.work_dir(settings.staging_dir, job_id)
+        upload = session.get(uploads.Upload, job.upload_id)
+        ocr_mode = upload.ocr if upload is not None else "auto"
 
     if kind in ("pdf", "image"):
         shutil.rmtree(scratch, ignore_errors=True)
@@ -50,7 +54,9 @@ def extract(job_id: str) -> None:
         try:
             source = scratch / "source"
             store.download_to(key, source)
-            extraction = extract_file(source, scratch / "out", ExtractLimits.from_settings(settings))
+            tesseract = probe(tuple(settings.ocr_languages)).command
+            limits = ExtractLimits.from_settings(settings, ocr_mode=ocr_mode, tesseract=tesseract)
+            extraction = extract_file(source, scratch / "out", limits)
             result.update(_store_extraction(store, job, extraction))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -86,5 +92,8 @@ def _store_extraction(store: ObjectStore, job: jobs.Job, extraction: Extraction)
         out["document"] = extraction.document  # page text already trimmed to the result budget
     if extraction.image is not None:
         out["image"] = extraction.image
+    if extraction.ocr is not None:
+        out["ocr"] = extraction.ocr
+        out["ocr_error"] = extraction.ocr_error
     return out
 

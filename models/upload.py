@@ -23,6 +23,10 @@ RECEIVING, COMPLETE, EXPIRED, CANCELLED = "receiving", "complete", "expired", "c
 #: More chunks than this is a client bug, not a file.
 MAX_CHUNKS = 100_000
 
+#: What an upload may ask of OCR (see ``actors.extraction.ocr``): ``auto`` reads pages and
+#: images without text that look like documents, ``always`` every one, ``never`` none.
+OCR_MODES = ("auto", "always", "never")
+
 
 class Upload(Base):
     __tablename__ = "uploads"
@@ -43,6 +47,8 @@ class Upload(Base):
     expires_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
     job_id: Mapped[str | None] = mapped_column(String(40), unique=True)
+    #: One of :data:`OCR_MODES`, read by the extract stage.
+    ocr: Mapped[str] = mapped_column(String(8), default="auto", server_default="auto")
 
     def expected_chunk_size(self, index: int) -> int:
         """Every chunk is ``chunk_size`` bytes except the last, which holds the rest."""
@@ -101,14 +107,16 @@ def create_upload(
     chunk_size: int | None = None,
     webhook_url: str | None = None,
     metadata: dict[str, Any] | None = None,
+    ocr: str = "auto",
 ) -> Upload:
     """Open an upload and fix its chunk layout.
 
     Raises:
         TooLarge: ``size`` over ``max_upload_size``.
-        Invalid: a chunk size out of bounds, or too many chunks.
+        Invalid: a chunk size out of bounds, or too many chunks, or an unknown OCR mode.
     """
     _check_size(settings, size)
+    _check_ocr(ocr)
     chunk_size = chunk_size or settings.default_chunk_size
     if not settings.min_chunk_size <= chunk_size <= settings.max_chunk_size:
         raise Invalid(
@@ -119,9 +127,14 @@ def create_upload(
     chunk_count = math.ceil(size / chunk_size)
     if chunk_count > MAX_CHUNKS:
         raise Invalid(f"{chunk_count} chunks is over the limit of {MAX_CHUNKS}", code="too_many_chunks")
-    fields = {"filename": filename, "size": size, "content_type": content_type, "sha256": sha256}
+    fields = {"filename": filename, "size": size, "content_type": content_type, "sha256": sha256, "ocr": ocr}
     return _insert(session, tenant_id, settings, chunk_size=chunk_size, chunk_count=chunk_count,
                    webhook_url=webhook_url, meta=metadata, **fields)  # fmt: skip
+
+
+def _check_ocr(ocr: str) -> None:
+    if ocr not in OCR_MODES:
+        raise Invalid(f"ocr must be one of {', '.join(OCR_MODES)}", code="invalid_field", details={"field": "ocr"})
 
 
 def get_upload(session: Session, tenant_id: str, upload_id: str, *, for_update: bool = False) -> Upload:
@@ -205,16 +218,19 @@ def create_single_chunk_upload(
     content_type: str | None,
     webhook_url: str | None,
     metadata: dict[str, Any] | None,
+    ocr: str = "auto",
 ) -> Upload:
     """An upload received whole in one request: one chunk holding the file, already complete.
 
     Raises:
         TooLarge: ``size`` over ``max_upload_size``.
+        Invalid: an unknown OCR mode.
     """
     _check_size(settings, size)
+    _check_ocr(ocr)
     upload = _insert(session, tenant_id, settings, chunk_size=max(size, 1), chunk_count=1 if size else 0,
                      filename=filename, size=size, content_type=content_type, sha256=sha256,
-                     webhook_url=webhook_url, meta=metadata)  # fmt: skip
+                     webhook_url=webhook_url, meta=metadata, ocr=ocr)  # fmt: skip
     if size:
         record_chunk(session, upload, 0, size, sha256)
     return upload

@@ -151,6 +151,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
     upgrade(settings.database_url)
     app = create_app(settings)
     import actors.pipeline  # noqa: F401  (declares every stage actor)
+    from actors.extraction.ocr import probe
+
+    engine = probe(tuple(settings.ocr_languages))
+    if not engine.available:
+        print(f"\n  OCR is off: {engine.problem}; scans and photos of text get no text,"
+              " and their results say ocr: unavailable", flush=True)  # fmt: skip
     from actors.broker import broker
 
     with session_scope() as session:

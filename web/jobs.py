@@ -69,6 +69,7 @@ def create_batch() -> ResponseReturnValue:
             raise Invalid("no 'file' part in the form", code="missing_file")
         webhook_url = check_webhook_url(request.form.get("webhook_url") or None)
         metadata = _form_metadata(request.form.get("metadata"))
+        ocr = request.form.get("ocr") or "auto"
         created = []
         with session_scope() as session:
             for part in parts:
@@ -83,6 +84,7 @@ def create_batch() -> ResponseReturnValue:
                     content_type=part.mimetype or None,
                     webhook_url=webhook_url,
                     metadata=metadata,
+                    ocr=ocr,
                 )
                 if writer.size:
                     writer.finish(staging.chunk_path(cfg.staging_dir, upload.id, 0), durable=True)

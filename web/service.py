@@ -18,13 +18,14 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 
+from actors.extraction.ocr import probe
 from actors.storage import open_store
 from models.db import database
 from models.settings import current_settings
 from web.collectors import StateCollector
 from web.contract import Reply, operation
 from web.openapi import DOCS_HTML, openapi_document
-from web.schemas.service import Check, Health, Readiness
+from web.schemas.service import Check, Health, Ocr, Readiness
 
 bp = Blueprint("service", __name__)
 
@@ -71,7 +72,10 @@ def readyz() -> tuple[Readiness, int]:
         _check("storage", lambda: open_store(settings.storage_url).ping()),
     ]
     ok = all(c.ok for c in checks)
-    return Readiness(status="ready" if ok else "unavailable", checks=checks), 200 if ok else 503
+    engine = probe(tuple(settings.ocr_languages))
+    ocr = Ocr(available=engine.available, version=engine.version, languages=list(engine.languages),
+              problem=engine.problem)  # fmt: skip
+    return Readiness(status="ready" if ok else "unavailable", checks=checks, ocr=ocr), 200 if ok else 503
 
 
 @bp.get("/metrics")

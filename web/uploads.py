@@ -88,6 +88,7 @@ def create(body: UploadCreate) -> tuple[UploadCreated, int, dict[str, str]]:
             chunk_size=body.chunk_size,
             webhook_url=check_webhook_url(body.webhook_url),
             metadata=body.metadata,
+            ocr=body.ocr,
         )
         created = UploadCreated(
             upload_id=upload.id,

@@ -27,7 +27,7 @@ from werkzeug.http import parse_options_header
 
 from actors.extraction import sandbox
 from models.settings import Settings, configure
-from tests.actors.extraction import corpus
+from tests.actors.extraction import corpus, documents
 from tests.actors.extraction.corpus import BOOK_METADATA, BOOK_PAGES, book, encrypted, gradient
 from tests.actors.extraction.pdf_factory import make_pdf, serialize, stream
 from tests.conftest import TenantKeys
@@ -154,17 +154,21 @@ def reconfigure(settings: Settings) -> Iterator[Callable[..., Settings]]:
 
 
 def upload(client: FlaskClient, api: Any, tenant: TenantKeys, name: str, data: bytes, *, content_type: str | None,
-           chunked: bool, webhook_url: str | None = None) -> str:  # fmt: skip
+           chunked: bool, webhook_url: str | None = None, ocr: str | None = None) -> str:  # fmt: skip
     """Send ``data`` as one ``POST /v1/jobs`` part or as a chunked upload; the job's id."""
     if chunked:
         fields: dict[str, Any] = {"content_type": content_type} if content_type else {}
         if webhook_url:
             fields["webhook_url"] = webhook_url
+        if ocr:
+            fields["ocr"] = ocr
         chunk_size = max(16, -(-len(data) // 3))
         return str(chunked_upload(api, data, filename=name, chunk_size=chunk_size, **fields)["job_id"])
     form: dict[str, Any] = {"file": [(io.BytesIO(data), name, content_type or "application/octet-stream")]}
     if webhook_url:
         form["webhook_url"] = webhook_url
+    if ocr:
+        form["ocr"] = ocr
     response = client.post("/v1/jobs", data=form, headers=tenant.headers, content_type="multipart/form-data")
     assert response.status_code == 202, response.get_json()
     return str(response.get_json()["jobs"][0]["job_id"])
@@ -184,7 +188,7 @@ def pipeline(client: FlaskClient, api: Any, tenant: TenantKeys, drain: Callable[
         return fetch
 
     def run(name: str, data: bytes, *, content_type: str | None = None, chunked: bool = False,
-            webhook: bool = False) -> Run:  # fmt: skip
+            webhook: bool = False, ocr: str | None = None) -> Run:  # fmt: skip
         spy.runs.clear()
         event = None
         if webhook:
@@ -196,7 +200,7 @@ def pipeline(client: FlaskClient, api: Any, tenant: TenantKeys, drain: Callable[
             assert request.verified, request.verify_error
             event = dict(Webhook(tenant.webhook_secret).verify(request.body, request.headers))
         else:
-            job_id = upload(client, api, tenant, name, data, content_type=content_type, chunked=chunked)
+            job_id = upload(client, api, tenant, name, data, content_type=content_type, chunked=chunked, ocr=ocr)
             drain()
         status, job = api("GET", f"/v1/jobs/{job_id}")
         assert status == 200, job
@@ -653,3 +657,73 @@ def test_an_extraction_child_that_lost_its_reply_is_retried(pipeline, reconfigur
 
     assert run.job["status"] == "completed", run.job
     assert run.job["attempts"] == 4 and run.extract_runs == 2
+
+
+# --- Tables and OCR (documents.py builds the files) ---------------------------------------------
+
+
+def test_tables_come_back_in_the_result_and_as_csv(pipeline) -> None:  # type: ignore[no-untyped-def]
+    run: Run = pipeline("tables.pdf", documents.tables_pdf(), chunked=True)
+
+    assert run.job["status"] == "completed", run.job
+    assert run.result is not None
+    tables = run.result["document"]["tables"]
+    assert [(t["header"], t["rows"]) for t in tables] == [
+        (rows[0], rows[1:]) for rows in (documents.PRICES, documents.PEOPLE, documents.STOCK)
+    ]
+    assert run.result["ocr"] == "not_needed" and run.result["ocr_error"] is None
+    csv_file = run.derivatives["table-p3-1"]
+    assert csv_file["content_type"] == "text/csv; charset=utf-8"
+    assert run.fetch("table-p3-1").decode("utf-8").splitlines() == [",".join(r) for r in documents.STOCK]
+
+
+@pytest.mark.parametrize("isolation", [False, True], ids=["in_process", "isolated"])
+def test_a_scan_is_read_unless_the_upload_says_never(pipeline, reconfigure, isolation: bool) -> None:  # type: ignore[no-untyped-def]
+    reconfigure(extract_isolation=isolation)
+    scan = documents.scanned_pdf([documents.SCAN_LINES[0]])
+
+    read: Run = pipeline("scan.pdf", scan, chunked=True)  # ocr defaults to auto
+    assert read.result is not None and read.result["ocr"] == "done"
+    page = read.result["document"]["pages"][0]
+    assert page["text_source"] == "ocr" and page["ocr_confidence"] > 50
+    assert documents.words(" ".join(documents.SCAN_LINES[0])) <= documents.words(page["text"]) | {"4417"}
+    assert documents.words(read.fetch("text").decode("utf-8")) >= {"QUARTERLY", "HARBOUR", "REPORT"}
+
+    left: Run = pipeline("scan.pdf", scan, ocr="never")  # one POST /v1/jobs part with the form field
+    assert left.result is not None and left.result["ocr"] == "off"
+    assert left.result["document"]["pages"][0]["text"] == "" and "text" not in left.derivatives
+
+
+def test_a_photo_of_text_is_read(pipeline) -> None:  # type: ignore[no-untyped-def]
+    run: Run = pipeline("receipt.jpg", documents.photo_of_text(), ocr="always")
+
+    assert run.result is not None and run.result["ocr"] == "done"
+    assert {"INVOICE", "PAYMENT"} <= documents.words(run.result["image"]["text"])
+    assert run.fetch("text").decode("utf-8") == run.result["image"]["text"]
+
+
+def test_without_the_language_data_the_result_says_ocr_unavailable(pipeline, reconfigure, api) -> None:  # type: ignore[no-untyped-def]
+    reconfigure(ocr_languages=("qqq",))
+    run: Run = pipeline("scan.pdf", documents.scanned_pdf([documents.SCAN_LINES[0]]))
+
+    assert run.job["status"] == "completed"
+    assert run.result is not None and run.result["ocr"] == "unavailable"
+    assert run.result["ocr_error"]["code"] == "ocr_unavailable"
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "one_shot"])
+def test_an_unknown_ocr_mode_is_refused(client, tenant, api, chunked: bool) -> None:  # type: ignore[no-untyped-def]
+    if chunked:
+        status, body = api("POST", "/v1/uploads", json={"filename": "a.pdf", "size": 3, "ocr": "sometimes"})
+    else:
+        form = {"file": [(io.BytesIO(b"abc"), "a.pdf", "application/pdf")], "ocr": "sometimes"}
+        response = client.post("/v1/jobs", data=form, headers=tenant.headers, content_type="multipart/form-data")
+        status, body = response.status_code, response.get_json()
+    assert status == 422, body
+    assert body["error"]["details"].get("field") == "ocr" or "ocr" in json.dumps(body["error"]["details"])
+
+
+def test_readyz_says_whether_ocr_can_run(client) -> None:  # type: ignore[no-untyped-def]
+    body = client.get("/readyz").get_json()
+    assert body["ocr"]["available"] is True and "eng" in body["ocr"]["languages"]
+    assert body["ocr"]["version"].startswith("tesseract")

@@ -22,8 +22,21 @@ class Check(BaseModel):
     error: str | None = None
 
 
+class Ocr(BaseModel):
+    """Whether this host can OCR (Tesseract and the configured languages' data installed).
+
+    Not a dependency: without it jobs still complete, and their results say ``ocr: "unavailable"``.
+    """
+
+    available: bool
+    version: str | None = None
+    languages: list[str] = []
+    problem: str | None = None
+
+
 class Readiness(BaseModel):
-    """Whether every dependency answered; ``checks`` says which did not."""
+    """Whether every dependency answered; ``checks`` says which did not; ``ocr`` whether OCR can run."""
 
     status: Literal["ready", "unavailable"]
     checks: list[Check]
+    ocr: Ocr | None = None

@@ -22,6 +22,8 @@ Sha256Hex = Annotated[
 WebhookUrl = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^https?://[\x21-\x7e]+$")]
 #: The client's own JSON object, carried to the job and its webhooks.
 Metadata = Annotated[dict[str, Any], AfterValidator(schemas.metadata)]
+#: What an upload may ask of OCR.
+OcrMode = Literal["auto", "always", "never"]
 #: Largest file size anyone may declare (the setting max_upload_size is the real limit).
 MAX_SIZE = 2**53
 
@@ -38,6 +40,10 @@ class UploadCreate(ApiModel):
     )
     webhook_url: WebhookUrl | None = None
     metadata: Metadata | None = None
+    ocr: OcrMode = Field(
+        default="auto",
+        description="OCR of pages and images without text: auto (those that look like documents), always, never",
+    )
 
 
 class UploadCreated(ApiModel):
