@@ -130,3 +130,15 @@ def other_tenant(settings: Settings) -> TenantKeys:
     with session_scope() as session:
         issued = issue_key(session, "globex")
     return TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret)
+
+
+@pytest.fixture
+def tesseract() -> None:
+    """OCR tests need Tesseract and its English data: on a laptop without them they skip; under CI they fail."""
+    from actors.extraction.ocr import probe
+
+    engine = probe(("eng",))
+    if not engine.available:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"OCR cannot run: {engine.problem}")
+        pytest.skip(f"OCR cannot run: {engine.problem}")

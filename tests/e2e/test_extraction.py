@@ -12,8 +12,9 @@ from typing import Any
 
 from PIL import ExifTags, Image
 
-from tests.actors.extraction import corpus
-from tests.actors.extraction.pdf_factory import PdfImage, make_pdf
+from tests.actors.extraction import corpus, documents
+from tests.actors.extraction.documents import SCAN_LINES
+from tests.actors.extraction.pdf_factory import PdfImage, make_pdf, ruled_table, stream
 from tests.e2e.conftest import Stack
 from tests.e2e.test_pipeline import download, wait_for_job, webhook_for
 
@@ -99,3 +100,24 @@ def test_png_named_pdf_is_an_image_and_the_mismatch_is_reported(stack: Stack) ->
     thumb = Image.open(io.BytesIO(download(stack, derivatives["thumb_256"]["url"])))
     assert thumb.size == (128, 256)
     assert ExifTags.Base.GPSInfo not in thumb.getexif() and len(thumb.getexif()) == 0
+
+
+def test_a_table_and_a_scan_through_the_real_stack(stack: Stack, tesseract: None) -> None:
+    """Worker processes parse in their isolated child: pdfplumber's tables and Tesseract's text come back."""
+    table = stream(ruled_table(72, 650, [150, 60, 80], documents.PRICES))
+    pdf = make_pdf([[], []], raw_content={0: table}, scans={1: documents.scan(documents.written_page(SCAN_LINES[1]))})
+    status, body = stack.call("POST", "/v1/jobs", files={"file": ("mixed.pdf", pdf, "application/pdf")},
+                              data={"webhook_url": stack.receiver.url("/e2e-ocr"), "ocr": "auto"})  # fmt: skip
+    assert status == 202, body
+    job_id = str(body["jobs"][0]["job_id"])
+    job = wait_for_job(stack, job_id)
+    assert job["status"] == "completed", job
+    result, derivatives = result_of(stack, job_id)
+
+    (found,) = result["document"]["tables"]
+    assert [found["header"], *found["rows"]] == documents.PRICES
+    assert download(stack, derivatives["table-p1-1"]["url"]).decode("utf-8").splitlines()[1] == "Apples,3,1.20"
+    assert result["ocr"] == "done"
+    assert [p["text_source"] for p in result["document"]["pages"]] == ["layer", "ocr"]
+    text = download(stack, derivatives["text"]["url"]).decode("utf-8").split("\f")
+    assert {"INVOICE", "PAYMENT"} <= documents.words(text[1])

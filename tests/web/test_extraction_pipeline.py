@@ -678,6 +678,7 @@ def test_tables_come_back_in_the_result_and_as_csv(pipeline) -> None:  # type: i
 
 
 @pytest.mark.parametrize("isolation", [False, True], ids=["in_process", "isolated"])
+@pytest.mark.usefixtures("tesseract")
 def test_a_scan_is_read_unless_the_upload_says_never(pipeline, reconfigure, isolation: bool) -> None:  # type: ignore[no-untyped-def]
     reconfigure(extract_isolation=isolation)
     scan = documents.scanned_pdf([documents.SCAN_LINES[0]])
@@ -694,6 +695,7 @@ def test_a_scan_is_read_unless_the_upload_says_never(pipeline, reconfigure, isol
     assert left.result["document"]["pages"][0]["text"] == "" and "text" not in left.derivatives
 
 
+@pytest.mark.usefixtures("tesseract")
 def test_a_photo_of_text_is_read(pipeline) -> None:  # type: ignore[no-untyped-def]
     run: Run = pipeline("receipt.jpg", documents.photo_of_text(), ocr="always")
 
@@ -723,6 +725,7 @@ def test_an_unknown_ocr_mode_is_refused(client, tenant, api, chunked: bool) -> N
     assert body["error"]["details"].get("field") == "ocr" or "ocr" in json.dumps(body["error"]["details"])
 
 
+@pytest.mark.usefixtures("tesseract")
 def test_readyz_says_whether_ocr_can_run(client) -> None:  # type: ignore[no-untyped-def]
     body = client.get("/readyz").get_json()
     assert body["ocr"]["available"] is True and "eng" in body["ocr"]["languages"]

@@ -26,6 +26,8 @@ from tests.actors.extraction.documents import (
 )
 from tests.actors.extraction.pdf_factory import make_pdf
 
+pytestmark = pytest.mark.usefixtures("tesseract")
+
 
 def expected_words(lines: list[str]) -> set[str]:
     return words(" ".join(lines))
