@@ -1,18 +1,23 @@
-"""Benchmark of the extraction library: seconds per PDF page and per image megapixel, peak
-memory, and what process isolation costs.
+"""Benchmark of the extraction library: seconds per PDF page and per image megapixel, per page
+of tables and per page of OCR, peak memory, and what process isolation costs.
 
 Not a test: it prints figures and asserts nothing. The machine is shared and noisy, so every
 figure is a median of several runs, and each workload is also reported as a ratio against a
 *ceiling* measured in the same run (the bare library doing the same work: pypdf's
-``extract_text`` over every page, Pillow's decode + thumbnail + encode), which stays
-meaningful when absolute times swing.
+``extract_text`` over every page, Pillow's decode + thumbnail + encode, pdfplumber's
+``find_tables`` + ``extract`` over every page, PDFium's render + Tesseract's text per page),
+which stays meaningful when absolute times swing. The table and OCR workloads are whole
+extractions (parsing, text layer and tables or OCR), so their ratio also shows what chute
+adds around the library.
 
-Peak memory: the isolated child measures its own ``ru_maxrss`` and reports it. (It is a child
+Peak memory: the isolated child measures its own ``ru_maxrss`` and reports it (Tesseract, a
+process of its own, is reported apart: ``tesseract_peak_rss_mb``). (It is a child
 of the multiprocessing fork server, not of this process, so ``RUSAGE_CHILDREN`` here never
 sees it.) In-process runs are sampled by a thread reading ``/proc/self/statm``, since this
 process's ``ru_maxrss`` only ever grows.
 
     python -m bench extract [--quick] [--json-only] [--pages N] [--megapixels M] [--repeat R]
+                            [--table-pages N] [--scan-pages N]
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -32,11 +38,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pdfplumber
+import pypdfium2 as pdfium
+import pytesseract
 from PIL import Image
 from pypdf import PdfReader
 
 from actors.extraction import ExtractLimits, extract_file
+from actors.extraction.ocr import probe
+from actors.extraction.raster import MIN_SCAN_DPI, POINTS_PER_INCH
 from actors.extraction.sandbox import run_isolated
+from bench.documents import make_scans, make_tables
 
 #: Text lines per generated page: about a paperback page (~2.5 KB of text).
 LINES_PER_PAGE = 40
@@ -58,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     with tempfile.TemporaryDirectory(prefix="chute-bench-extract-") as tmp:
         work = Path(tmp)
-        figures = run(work, pages=args.pages, megapixels=args.megapixels, repeat=args.repeat)
+        figures = run(work, pages=args.pages, megapixels=args.megapixels, repeat=args.repeat,
+                      table_pages=args.table_pages, scan_pages=args.scan_pages)  # fmt: skip
     print(json.dumps({"bench": "extract", **figures}, sort_keys=True))
     if not args.json_only:
         print(table(figures))
@@ -71,15 +84,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pages", type=int, help="pages of the generated PDF (default 200, quick 10)")
     parser.add_argument("--megapixels", type=float, help="size of the generated photo (default 24, quick 2)")
     parser.add_argument("--repeat", type=int, help="runs per workload, median reported (default 5, quick 3)")
+    parser.add_argument("--table-pages", type=int, help="pages of the ruled-table PDF (default 50, quick 5)")
+    parser.add_argument("--scan-pages", type=int, help="pages of the scanned PDF for OCR (default 5, quick 1)")
     parser.add_argument("--json-only", action="store_true", help="print the JSON line only")
     args = parser.parse_args(argv)
+    args.table_pages = args.table_pages or (5 if args.quick else 50)
+    args.scan_pages = args.scan_pages or (1 if args.quick else 5)
     args.pages = args.pages or (10 if args.quick else 200)
     args.megapixels = args.megapixels or (2.0 if args.quick else 24.0)
     args.repeat = args.repeat or (3 if args.quick else 5)
     return args
 
 
-def run(work: Path, *, pages: int, megapixels: float, repeat: int) -> dict[str, Any]:
+def run(
+    work: Path, *, pages: int, megapixels: float, repeat: int, table_pages: int = 5, scan_pages: int = 1
+) -> dict[str, Any]:
     """Generate the inputs, measure every workload, and return the figures.
 
     The variants of all workloads run round-robin within each repetition, so a noisy
@@ -91,25 +110,38 @@ def run(work: Path, *, pages: int, megapixels: float, repeat: int) -> dict[str, 
     width, height = make_photo(photo, megapixels)
     tiny = work / "tiny.txt"
     tiny.write_bytes(b"hello\n")
+    tables = work / "tables.pdf"
+    tables.write_bytes(make_tables(table_pages))
+    scans = work / "scans.pdf"
+    scans.write_bytes(make_scans(scan_pages))
     limits = ExtractLimits(
         max_pdf_pages=max(pages, 2000),
         max_image_pixels=max(width * height, 64_000_000),
         time_limit_seconds=600,
         memory_limit_mb=4096,
+        ocr_mode="never",  # the book and the photo measure parsing alone
+        tesseract=probe().command,
+        tables_time_limit_seconds=600,
+        ocr_time_limit_seconds=600,
     )
+    if limits.tesseract is None:
+        raise SystemExit(f"bench extract needs Tesseract: {probe().problem}")
+    ocr = replace(limits, ocr_mode="auto")
     variants: dict[str, Callable[[Path], int]] = {
-        "isolated": lambda path: _extract(path, work, limits),
-        "in_process": lambda path: _extract(path, work, replace(limits, isolation=False)),
+        "isolated": lambda path: _extract(path, work, ocr if path == scans else limits),
+        "in_process": lambda path: _extract(path, work, replace(ocr if path == scans else limits, isolation=False)),
     }
     ceilings: dict[str, Callable[[Path], int]] = {
         "book.pdf": pypdf_ceiling,
         "photo.jpg": lambda path: pillow_ceiling(path, work),
+        "tables.pdf": pdfplumber_ceiling,
+        "scans.pdf": tesseract_ceiling,
     }
 
     server_start, _ = _timed(variants["isolated"], tiny)  # the first child starts the fork server
     samples: dict[tuple[str, str], list[tuple[float, int]]] = {}
     for _ in range(repeat):
-        for path in (tiny, tiny, tiny, pdf, photo):
+        for path in (tiny, tiny, tiny, pdf, photo, tables, scans):
             runs = dict(variants)
             if path.name in ceilings:
                 runs["ceiling"] = ceilings[path.name]
@@ -122,6 +154,18 @@ def run(work: Path, *, pages: int, megapixels: float, repeat: int) -> dict[str, 
 
     mp = width * height / 1e6
     figures: dict[str, Any] = {"cpus": os.cpu_count(), "repeat": repeat}
+    for key, path, per in (("tables", tables, table_pages), ("ocr", scans, scan_pages)):
+        on, off, ceiling = (median(path.name, v) for v in ("isolated", "in_process", "ceiling"))
+        figures[key] = {
+            "pages": per,
+            "bytes": path.stat().st_size,
+            "s_per_page": {"isolated": on.seconds / per, "in_process": off.seconds / per},
+            "ceiling_s_per_page": ceiling.seconds / per,
+            "ratio_to_ceiling": off.seconds / ceiling.seconds,
+            "isolation_ratio": on.seconds / off.seconds,
+            "peak_rss_mb": {"isolated": on.peak_rss_mb, "in_process": off.peak_rss_mb},
+        }
+    figures["ocr"]["tesseract_peak_rss_mb"] = max(_TESSERACT_RSS_KB[0], _own_children_rss_kb()) / 1024
     for key, path, unit, per in (("pdf", pdf, "page", pages), ("image", photo, "megapixel", mp)):
         on, off, ceiling = (median(path.name, v) for v in ("isolated", "in_process", "ceiling"))
         figures[key] = {
@@ -142,12 +186,22 @@ def run(work: Path, *, pages: int, megapixels: float, repeat: int) -> dict[str, 
     return figures
 
 
+#: The largest Tesseract an isolated child reported (a list: set from the variants' lambdas).
+_TESSERACT_RSS_KB = [0]
+
+
+def _own_children_rss_kb() -> int:
+    """The largest child this process waited for: the Tesseracts of in-process runs and ceilings."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+
 def _extract(path: Path, work: Path, limits: ExtractLimits) -> int:
     """One extraction into a fresh directory; the peak RSS in KiB (the child's when isolated)."""
     out = Path(tempfile.mkdtemp(dir=work))
     try:
         if limits.isolation:
             _, stats = run_isolated(path, out, limits)
+            _TESSERACT_RSS_KB[0] = max(_TESSERACT_RSS_KB[0], stats.children_max_rss_kb)
             return stats.max_rss_kb
         with RssSampler() as sampler:
             extract_file(path, out, limits)
@@ -198,6 +252,29 @@ def pypdf_ceiling(path: Path) -> int:
     with open(path, "rb") as fh:
         for page in PdfReader(fh).pages:
             page.extract_text()
+    return 0
+
+
+def pdfplumber_ceiling(path: Path) -> int:
+    """Every page's tables found and read, as :mod:`actors.extraction.tables` does."""
+    with pdfplumber.open(path) as pdf:
+        for page in pdf.pages:
+            for table in page.find_tables():
+                table.extract()
+            page.close()
+    return 0
+
+
+def tesseract_ceiling(path: Path) -> int:
+    """Every page rendered by PDFium at the scans' resolution and read by Tesseract, in grey."""
+    document = pdfium.PdfDocument(path)
+    try:
+        for page in document:
+            image = page.render(scale=MIN_SCAN_DPI / POINTS_PER_INCH, grayscale=True).to_pil().copy()
+            pytesseract.image_to_string(image, lang="eng")
+            page.close()
+    finally:
+        document.close()
     return 0
 
 
@@ -259,7 +336,7 @@ def make_photo(path: Path, megapixels: float) -> tuple[int, int]:
 
 
 def table(figures: dict[str, Any]) -> str:
-    pdf, img, iso = figures["pdf"], figures["image"], figures["isolation"]
+    pdf, img, iso, tab, ocr = figures["pdf"], figures["image"], figures["isolation"], figures["tables"], figures["ocr"]
     rows = [
         ("workload", "isolated", "in-process", "ceiling", "ours/ceil", "iso/in-proc"),
         (
@@ -278,7 +355,21 @@ def table(figures: dict[str, Any]) -> str:
             f"{img['ratio_to_ceiling']:.2f}",
             f"{img['isolation_ratio']:.2f}",
         ),
+        *(
+            (
+                f"{label}, {w['pages']} pages: ms/page",
+                f"{w['s_per_page']['isolated'] * 1000:.1f}",
+                f"{w['s_per_page']['in_process'] * 1000:.1f}",
+                f"{w['ceiling_s_per_page'] * 1000:.1f}",
+                f"{w['ratio_to_ceiling']:.2f}",
+                f"{w['isolation_ratio']:.2f}",
+            )
+            for label, w in (("tables", tab), ("OCR", ocr))
+        ),
         ("PDF peak RSS (MB)", f"{pdf['peak_rss_mb']['isolated']:.0f}", f"{pdf['peak_rss_mb']['in_process']:.0f}"),
+        ("tables peak RSS (MB)", f"{tab['peak_rss_mb']['isolated']:.0f}", f"{tab['peak_rss_mb']['in_process']:.0f}"),
+        ("OCR peak RSS (MB)", f"{ocr['peak_rss_mb']['isolated']:.0f}", f"{ocr['peak_rss_mb']['in_process']:.0f}"),
+        ("Tesseract peak RSS (MB)", f"{ocr['tesseract_peak_rss_mb']:.0f}"),
         ("image peak RSS (MB)", f"{img['peak_rss_mb']['isolated']:.0f}", f"{img['peak_rss_mb']['in_process']:.0f}"),
     ]
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]

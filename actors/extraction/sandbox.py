@@ -88,6 +88,8 @@ class ChildStats:
     max_rss_kb: int
     cpu_seconds: float
     wall_seconds: float
+    #: The largest of the child's own children (Tesseract), which ``max_rss_kb`` does not count.
+    children_max_rss_kb: int = 0
 
 
 class ChildError(RuntimeError):
@@ -248,7 +250,12 @@ def _outcome(
     try:
         extraction = Extraction.from_json(reply["ok"])
         stats = reply.get("stats") or {}
-        child_stats = ChildStats(int(stats.get("max_rss_kb", 0)), float(stats.get("cpu_seconds", 0.0)), wall)
+        child_stats = ChildStats(
+            int(stats.get("max_rss_kb", 0)),
+            float(stats.get("cpu_seconds", 0.0)),
+            wall,
+            int(stats.get("children_max_rss_kb", 0)),
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise FileRejected(f"extraction child replied nonsense: {exc}", code="extraction_crashed") from None
     _check_derivatives(extraction, out_dir)
@@ -281,8 +288,12 @@ def _child_main(path: str, out_dir: str, reply_path: str, limits: ExtractLimits,
     _confine(limits)
     set_phase_listener(lambda name: phases.send_bytes(name.encode("ascii")))
     reply = _extract(Path(path), Path(out_dir), limits)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    reply["stats"] = {"max_rss_kb": usage.ru_maxrss, "cpu_seconds": usage.ru_utime + usage.ru_stime}
+    usage, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    reply["stats"] = {
+        "max_rss_kb": usage.ru_maxrss,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime,
+        "children_max_rss_kb": children.ru_maxrss,
+    }
     with open(reply_path, "w", encoding="utf-8") as fh:
         json.dump(reply, fh, default=str)
 

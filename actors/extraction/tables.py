@@ -6,6 +6,11 @@ lines and rectangles a page draws and assigns characters to cells by position, w
 used: it finds ruled tables and stays quiet on prose, where the "text" strategy sees a
 table in every two-column page.
 
+pdfplumber parses every character of a page before it looks for lines, which costs a book
+about as much again as pypdf's whole text extraction; so pages that draw no path at all (no
+line, no rectangle: a ruled table needs some) are found first with PDFium, which lists a
+page's objects in C, and only the others are handed to pdfplumber.
+
 Bounded three ways: the first ``tables_max_pages`` pages are searched, at most
 :data:`MAX_TABLES` tables are kept, and the phase has its own time budget (a timer
 interrupts pdfminer mid-page in the sandbox's child). Hitting a bound, or a page pdfminer
@@ -24,11 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import pdfplumber
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
 from pdfminer.psexceptions import PSException
 from pdfplumber.utils.exceptions import PdfminerException
 
 from actors.extraction.budget import BudgetExceeded, interrupting, start_phase
 from actors.extraction.limits import ExtractLimits
+from actors.extraction.raster import MAX_FORM_DEPTH, RasterError, open_pdf
 from actors.extraction.result import Derivative
 from actors.extraction.text import clean
 
@@ -76,13 +84,18 @@ def extract_tables(path: Path, out_dir: Path, limits: ExtractLimits, document: d
     budget = start_phase("tables", limits.tables_time_limit_seconds)
     try:
         with interrupting(budget):
-            with pdfplumber.open(path, pages=list(range(1, searched + 1)), raise_unicode_errors=False) as pdf:
-                for number, page in enumerate(pdf.pages, start=1):
+            candidates = _ruled_pages(path, searched)
+            if not candidates:
+                raise _NothingToSearch
+            with pdfplumber.open(path, pages=candidates, raise_unicode_errors=False) as pdf:
+                for number, page in zip(candidates, pdf.pages, strict=True):
                     search.page = number
                     if budget.expired:  # without isolation nothing interrupts: check between pages
                         raise BudgetExceeded
                     if not search.add_page(page):
                         break
+    except _NothingToSearch:
+        pass
     except BudgetExceeded:
         message = f"table search ran out of its {limits.tables_time_limit_seconds:g} s"
         search.stop("tables_time_limit", message, {"from_page": search.page})
@@ -94,6 +107,34 @@ def extract_tables(path: Path, out_dir: Path, limits: ExtractLimits, document: d
         message = f"tables are searched on the first {searched} pages"
         search.stop("tables_page_limit", message, {"from_page": searched + 1})
     return search.derivatives
+
+
+class _NothingToSearch(Exception):
+    """No page draws a line: pdfplumber need not open the file."""
+
+
+def _ruled_pages(path: Path, count: int) -> list[int]:
+    """The pages among the first ``count`` that draw at least one path (all of them if PDFium
+    cannot tell: pdfplumber then judges, and reports what it cannot read)."""
+    try:
+        with open_pdf(path) as document:
+            return [n for n in range(1, count + 1) if _draws_paths(document, n)]
+    except RasterError:
+        return list(range(1, count + 1))
+
+
+def _draws_paths(document: pdfium.PdfDocument, number: int) -> bool:
+    try:
+        page = document[number - 1]
+    except (pdfium.PdfiumError, IndexError):
+        return True
+    try:
+        paths = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=MAX_FORM_DEPTH)
+        return next(paths, None) is not None
+    except pdfium.PdfiumError:
+        return True
+    finally:
+        page.close()
 
 
 class _Search:
