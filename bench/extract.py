@@ -154,13 +154,13 @@ def run(
 
     mp = width * height / 1e6
     figures: dict[str, Any] = {"cpus": os.cpu_count(), "repeat": repeat}
-    for key, path, per in (("tables", tables, table_pages), ("ocr", scans, scan_pages)):
-        on, off, ceiling = (median(path.name, v) for v in ("isolated", "in_process", "ceiling"))
+    for key, document, count in (("tables", tables, table_pages), ("ocr", scans, scan_pages)):
+        on, off, ceiling = (median(document.name, v) for v in ("isolated", "in_process", "ceiling"))
         figures[key] = {
-            "pages": per,
-            "bytes": path.stat().st_size,
-            "s_per_page": {"isolated": on.seconds / per, "in_process": off.seconds / per},
-            "ceiling_s_per_page": ceiling.seconds / per,
+            "pages": count,
+            "bytes": document.stat().st_size,
+            "s_per_page": {"isolated": on.seconds / count, "in_process": off.seconds / count},
+            "ceiling_s_per_page": ceiling.seconds / count,
             "ratio_to_ceiling": off.seconds / ceiling.seconds,
             "isolation_ratio": on.seconds / off.seconds,
             "peak_rss_mb": {"isolated": on.peak_rss_mb, "in_process": off.peak_rss_mb},
