@@ -21,7 +21,8 @@ SCAN_SIZE = (1275, 1650)
 _TEXT = "The harbour office counted vessels, cargo and delays for the quarterly report"
 
 
-def _serialize(objects: list[bytes]) -> bytes:
+def serialize(objects: list[bytes]) -> bytes:
+    """Objects numbered 1..N into a PDF with a correct cross-reference table."""
     out = bytearray(b"%PDF-1.7\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -53,7 +54,7 @@ def _pdf(pages: list[tuple[bytes, bytes]], tail: list[bytes] | None = None) -> b
         )
         objects.append(_stream(content))
     objects[1] = b"<< /Type /Pages /Kids [" + b" ".join(kids) + b"] /Count %d >>" % len(pages)
-    return _serialize(objects + (tail or []))
+    return serialize(objects + (tail or []))
 
 
 def table_page(number: int) -> bytes:

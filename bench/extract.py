@@ -48,7 +48,7 @@ from actors.extraction import ExtractLimits, extract_file
 from actors.extraction.ocr import probe
 from actors.extraction.raster import MIN_SCAN_DPI, POINTS_PER_INCH
 from actors.extraction.sandbox import run_isolated
-from bench.documents import make_scans, make_tables
+from bench.documents import make_scans, make_tables, serialize
 
 #: Text lines per generated page: about a paperback page (~2.5 KB of text).
 LINES_PER_PAGE = 40
@@ -309,16 +309,7 @@ def make_book(pages: int) -> bytes:
         )
         objects.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(data), data))
     objects[1] = b"<< /Type /Pages /Kids [" + b" ".join(kids) + b"] /Count %d >>" % pages
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return serialize(objects)
 
 
 def make_photo(path: Path, megapixels: float) -> tuple[int, int]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import struct
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -25,6 +23,7 @@ from pypdf.generic import DictionaryObject
 
 from actors.extraction.derivatives import THUMB_QUALITY, for_output, save
 from actors.extraction.limits import ExtractLimits
+from actors.extraction.malformed import MALFORMED_INPUT_ERRORS
 from actors.extraction.ocr import ocr_pdf
 from actors.extraction.result import Derivative, Extraction
 from actors.extraction.tables import extract_tables
@@ -34,21 +33,7 @@ from models.errors import FileRejected
 logger = logging.getLogger(__name__)
 
 #: What pypdf raises (besides its own errors) when a malformed file trips its parser.
-PARSE_ERRORS: tuple[type[BaseException], ...] = (
-    PyPdfError,
-    ValueError,
-    KeyError,
-    TypeError,
-    AttributeError,
-    IndexError,
-    AssertionError,
-    RecursionError,
-    OverflowError,
-    struct.error,
-    zlib.error,
-    UnicodeError,
-    Warning,
-)
+PARSE_ERRORS: tuple[type[BaseException], ...] = (PyPdfError, *MALFORMED_INPUT_ERRORS)
 
 #: Longest metadata string reported; longer values are cut.
 MAX_METADATA_CHARS = 1024

@@ -23,8 +23,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from pdfplumber.utils.exceptions import PdfminerException
 
 from actors.extraction.budget import BudgetExceeded, interrupting, start_phase
 from actors.extraction.limits import ExtractLimits
+from actors.extraction.malformed import MALFORMED_INPUT_ERRORS
 from actors.extraction.raster import MAX_FORM_DEPTH, RasterError, open_pdf
 from actors.extraction.result import Derivative
 from actors.extraction.text import clean
@@ -46,23 +45,7 @@ logger = logging.getLogger(__name__)
 MAX_TABLES = 500
 
 #: What pdfminer and pdfplumber raise on a page they cannot read.
-TABLE_ERRORS: tuple[type[BaseException], ...] = (
-    PSException,
-    PdfminerException,
-    ValueError,
-    KeyError,
-    TypeError,
-    AttributeError,
-    IndexError,
-    AssertionError,
-    RecursionError,
-    OverflowError,
-    ZeroDivisionError,
-    struct.error,
-    zlib.error,
-    UnicodeError,
-    Warning,
-)
+TABLE_ERRORS: tuple[type[BaseException], ...] = (PSException, PdfminerException, *MALFORMED_INPUT_ERRORS)
 
 #: Content type of the CSV derivatives.
 CSV_TYPE = "text/csv; charset=utf-8"
