@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from actors.extraction import ExtractLimits, extract_file
-from actors.extraction.sandbox import ChildError, _outcome, run_isolated
+from actors.extraction import ExtractLimits, extract_file, sandbox
+from actors.extraction.sandbox import ChildError, _fork_server, _outcome, _watch, run_isolated
 from models.errors import FileRejected
 from tests.actors.extraction import corpus
+from tests.actors.extraction.children import announce_then_sleep
 from tests.actors.extraction.pdf_factory import make_pdf
 
 #: A 12000² bilevel PNG is 20 KB on disk, 144 MB once decoded; this pixel limit allows it.
@@ -165,3 +167,50 @@ def test_missing_input_is_the_callers_error(tmp_path: Path, out_dir: Path, isola
         extract_file(tmp_path / "nope.pdf", out_dir, ExtractLimits(isolation=isolation))
     with pytest.raises(FileNotFoundError):
         extract_file(write(tmp_path, "a.txt", b"hi"), tmp_path / "no-dir", ExtractLimits(isolation=isolation))
+
+
+# --- Each phase gets its own time ----------------------------------------------------------------
+
+
+def watched(announce: bytes, seconds: float, limits: ExtractLimits) -> tuple[str | None, float]:
+    ctx = _fork_server()
+    reader, writer = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=announce_then_sleep, args=(writer, announce, seconds), daemon=True)
+    started = time.monotonic()
+    process.start()
+    writer.close()
+    try:
+        return _watch(process, reader, limits), time.monotonic() - started
+    finally:
+        reader.close()
+        process.close()
+
+
+@pytest.fixture
+def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "PHASE_GRACE_SECONDS", 0.2)
+
+
+@pytest.mark.usefixtures("short_grace")
+def test_an_announced_phase_gets_its_own_time() -> None:
+    limits = ExtractLimits(time_limit_seconds=1, ocr_time_limit_seconds=30)
+    # Parsing alone may not take 3 s; once the child says "ocr", it may.
+    assert watched(b"", 3, limits)[0] == "parse"
+    overran, _ = watched(b"ocr", 3, limits)
+    assert overran is None
+
+
+@pytest.mark.usefixtures("short_grace")
+def test_a_phase_that_overruns_is_killed_with_its_code(out_dir: Path) -> None:
+    limits = ExtractLimits(time_limit_seconds=1, tables_time_limit_seconds=0.3)
+    overran, seconds = watched(b"tables", 30, limits)
+    assert overran == "tables" and seconds < 10
+    with pytest.raises(FileRejected) as caught:
+        _outcome(-signal.SIGKILL, overran, None, out_dir, limits, seconds)
+    assert caught.value.code == "tables_timeout"
+
+
+@pytest.mark.usefixtures("short_grace")
+def test_unknown_phase_names_give_no_time() -> None:
+    limits = ExtractLimits(time_limit_seconds=1)
+    assert watched(b"forever", 30, limits)[0] == "parse"
