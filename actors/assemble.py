@@ -19,6 +19,7 @@ from models import upload as uploads
 from models.db import session_scope
 from models.errors import FileRejected
 from models.settings import current_settings
+from models.tokens import type_allowed
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,12 @@ def assemble(job_id: str) -> None:
             details={"declared": declared_sha256, "actual": sha256},
         )
     detected = detect(file.head())
+    if not type_allowed(detected.mime, upload.allowed_types):
+        raise FileRejected(
+            f"the file is {detected.mime}, which its upload token does not allow",
+            code="type_not_allowed",
+            details={"detected_type": detected.mime, "allowed_types": upload.allowed_types},
+        )
     with session_scope() as session:
         job = jobs.load_job(session, job_id, for_update=True)
         if job is None or job.terminal:

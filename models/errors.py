@@ -38,6 +38,12 @@ class Unauthorized(ChuteError):
     code = "unauthorized"
 
 
+class Forbidden(ChuteError):
+    """The credential is valid but may not do this (403): an upload token outside its scope."""
+
+    code = "forbidden"
+
+
 class NotFound(ChuteError):
     """No such resource for this tenant (404, also for another tenant's ids)."""
 

@@ -70,6 +70,8 @@ class Job(Base):
     multipart_id: Mapped[str | None] = mapped_column(Text)
     parts: Mapped[list[Any] | None]
     result: Mapped[dict[str, Any] | None]
+    #: The upload token whose upload made this job (None: an API key).
+    credential_id: Mapped[str | None] = mapped_column(String(40), index=True)
 
     @property
     def terminal(self) -> bool:
@@ -94,6 +96,7 @@ def create_job(session: Session, upload: Upload) -> Job:
         sha256=upload.sha256,
         webhook_url=upload.webhook_url,
         meta=upload.meta,
+        credential_id=upload.credential_id,
         status=QUEUED,
         progress=0.0,
         attempts=0,

@@ -119,6 +119,16 @@ class Settings:
     #: RabbitMQ's management API (``http://user:pass@rabbitmq:15672/``): ready *and* unacked counts.
     #: Empty: queue depths come from AMQP passive declares (ready only).
     rabbitmq_management_url: str = ""
+    # Browsers.
+    #: Signs upload tokens and short-lived download URLs (``chute dev`` makes one under ``var/``).
+    secret_key: str = ""
+    #: Lifetime of an upload token when its minter does not choose, and the longest it may choose.
+    upload_token_ttl_seconds: int = 15 * 60
+    max_upload_token_ttl_seconds: int = 24 * 3600
+    #: Origins every tenant allows (``*``: any), besides each tenant's own list.
+    cors_origins: tuple[str, ...] = ()
+    #: How long browsers may cache a preflight answer.
+    cors_max_age_seconds: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -7,6 +7,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -29,6 +30,8 @@ class Tenant(Base):
     previous_webhook_secret: Mapped[str | None] = mapped_column(String(100))
     previous_secret_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Browser origins allowed to call the API with this tenant's credentials (CORS).
+    cors_origins: Mapped[list[Any] | None]
 
     def signing_secrets(self, now: datetime | None = None) -> list[str]:
         """The secrets to sign with: the current one, plus the previous one during the overlap."""

@@ -6,7 +6,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, false, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -49,6 +49,22 @@ class Upload(Base):
     job_id: Mapped[str | None] = mapped_column(String(40), unique=True)
     #: One of :data:`OCR_MODES`, read by the extract stage.
     ocr: Mapped[str] = mapped_column(String(8), default="auto", server_default="auto")
+    #: tus uploads only: the bytes received so far, in order (None: a chunk-API upload).
+    offset: Mapped[int | None] = mapped_column(BigInteger)
+    #: tus creation-defer-length: ``size`` is not known yet (it is 0 until declared).
+    length_deferred: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: tus concatenation: "partial" (never a job of its own) or "final" (made of partials).
+    concat: Mapped[str | None] = mapped_column(String(8))
+    #: A final upload's partial uploads, in order.
+    concat_parts: Mapped[list[Any] | None]
+    #: The upload token that created it (None: an API key), so the token sees only its own.
+    credential_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    #: Types the file's bytes may be (the token's scope), checked once the type is detected.
+    allowed_types: Mapped[list[Any] | None]
+
+    @property
+    def is_tus(self) -> bool:
+        return self.offset is not None
 
     def expected_chunk_size(self, index: int) -> int:
         """Every chunk is ``chunk_size`` bytes except the last, which holds the rest."""
@@ -108,6 +124,8 @@ def create_upload(
     webhook_url: str | None = None,
     metadata: dict[str, Any] | None = None,
     ocr: str = "auto",
+    credential_id: str | None = None,
+    allowed_types: list[Any] | None = None,
 ) -> Upload:
     """Open an upload and fix its chunk layout.
 
@@ -129,7 +147,8 @@ def create_upload(
         raise Invalid(f"{chunk_count} chunks is over the limit of {MAX_CHUNKS}", code="too_many_chunks")
     fields = {"filename": filename, "size": size, "content_type": content_type, "sha256": sha256, "ocr": ocr}
     return _insert(session, tenant_id, settings, chunk_size=chunk_size, chunk_count=chunk_count,
-                   webhook_url=webhook_url, meta=metadata, **fields)  # fmt: skip
+                   webhook_url=webhook_url, meta=metadata, credential_id=credential_id,
+                   allowed_types=allowed_types, **fields)  # fmt: skip
 
 
 def _check_ocr(ocr: str) -> None:
@@ -159,6 +178,12 @@ def ensure_receiving(upload: Upload, now: datetime | None = None) -> None:
         raise Conflict("the upload has expired", code="upload_expired", details={"expires_at": expires_at})
     if upload.status != RECEIVING:
         raise Conflict(f"the upload is {upload.status}", code=f"upload_{upload.status}")
+
+
+def ensure_chunked(upload: Upload) -> None:
+    """Raises Conflict for a tus upload: its bytes go through /v1/tus, and its last byte completes it."""
+    if upload.is_tus:
+        raise Conflict("this is a tus upload: send its bytes with PATCH /v1/tus/{upload_id}", code="upload_is_tus")
 
 
 def check_chunk_index(upload: Upload, index: int) -> int:

@@ -26,6 +26,7 @@ os.environ.update(
         "CHUTE_SWEEP_INTERVAL_SECONDS": "0",
         "CHUTE_EXTRACT_ISOLATION": "false",
         "CHUTE_MIN_CHUNK_SIZE": "16",
+        "CHUTE_SECRET_KEY": "test-secret-key",
     }
 )
 

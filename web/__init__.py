@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from actors.storage import open_store
     from actors.url_guard import UrlGuard
-    from web import errors, jobs, ops, service, tenant, uploads
+    from web import cors, errors, jobs, ops, service, tenant, tokens, tus, uploads
     from web.proxies import TrustedProxyFix
 
     app = Flask(__name__)
@@ -34,6 +34,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(tenant.bp)
     app.register_blueprint(ops.bp)
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
+    app.register_blueprint(tus.bp)
+    app.register_blueprint(tokens.bp)
+    cors.register(app)
     app.before_request(service.start_timer)
     app.after_request(service.record_request)
     try:

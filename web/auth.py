@@ -1,35 +1,109 @@
-"""Bearer API keys: every /v1 request names its tenant by its key.
+"""Who is calling: every /v1 request carries a credential, and ``g.credential`` says which.
 
-Lookups are cached for ``api_key_cache_seconds`` (keyed by the key's hash), which saves a
-database round trip per request; a deleted or revoked key keeps working that long at most.
+Three kinds of credential name a tenant:
+
+- ``api_key``: the tenant's own key (``Authorization: Bearer chute_…``), for its backend; it
+  may do everything. Lookups are cached for ``api_key_cache_seconds`` (keyed by the key's
+  hash), which saves a database round trip per request; a revoked key keeps working that long
+  at most.
+- ``upload_token``: a short-lived signed token (``Bearer chute_ut.…``, see models/tokens.py)
+  a browser holds. It may call only the endpoints in :data:`TOKEN_ENDPOINTS` (creating and
+  sending uploads, reading the jobs it made), and only on uploads and jobs it created: any
+  ``upload_id`` or ``job_id`` in the path is checked here, once, before the view runs, so a
+  view needs no code of its own for it (another token's id is 404, as another tenant's is).
+- ``signed_url``: a ``?signature=`` on a download link (no header at all: an ``<img src>``),
+  valid for one object of one job for ``presign_ttl_seconds``.
+
+``g.tenant_id`` is set for all three; ``g.credential.id`` is what per-credential limits key on.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
-from flask import g, request
+from flask import g, request, url_for
+from sqlalchemy import select
 
+from models import job as jobs
+from models import upload as uploads
 from models.db import read_scope
-from models.errors import Unauthorized
+from models.errors import Forbidden, NotFound, Unauthorized
 from models.settings import current_settings
 from models.tenant import authenticate, hash_key
+from models.tokens import TOKEN_PREFIX, TokenScope, UploadToken, sign_download, verify_download, verify_token
 
 #: Most keys the cache holds; past that it starts over (a flood of bad keys is never cached).
 CACHE_SIZE = 1024
+
+#: Credential kinds.
+API_KEY, UPLOAD_TOKEN, SIGNED_URL = "api_key", "upload_token", "signed_url"
+
+#: Endpoints an upload token may call: create and send uploads, read what it created.
+TOKEN_ENDPOINTS: set[str] = {
+    "uploads.create", "uploads.put_chunk", "uploads.show", "uploads.complete", "uploads.status",
+    "uploads.cancel", "jobs.show", "jobs.result", "jobs.download", "jobs.derivative",
+    "tus.create", "tus.head", "tus.patch", "tus.terminate",
+}  # fmt: skip
+#: Endpoints a signed URL opens (without any header).
+SIGNED_URL_ENDPOINTS: set[str] = {"jobs.download", "jobs.derivative"}
+
+
+@dataclass(frozen=True)
+class Credential:
+    """The caller: its kind, its tenant, an id per credential, and a token's scope."""
+
+    kind: str
+    tenant_id: str
+    #: ``key:<hash prefix>``, the token's id, or ``url:<job>``: what per-credential limits count.
+    id: str
+    #: An upload token's scope (None for an API key).
+    scope: TokenScope | None = None
+    token: UploadToken | None = None
+
+    @property
+    def creator(self) -> str | None:
+        """The token id that uploads and jobs are restricted to (None: the whole tenant)."""
+        return self.token.id if self.token is not None else None
+
 
 _cache: dict[str, tuple[float, str, str]] = {}
 _lock = threading.Lock()
 
 
+def token_allowed(*endpoints: str) -> None:
+    """Let upload tokens call ``endpoints`` too (``blueprint.view`` names)."""
+    TOKEN_ENDPOINTS.update(endpoints)
+
+
 def require_tenant() -> None:
-    """A ``before_request`` hook: sets ``g.tenant_id`` and ``g.tenant_name`` or raises 401."""
+    """A ``before_request`` hook: sets ``g.credential``, ``g.tenant_id`` (and ``g.tenant_name``
+    for an API key) or raises 401; an upload token outside its scope gets 403 or 404."""
     header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
-        raise Unauthorized("send 'Authorization: Bearer <api key>'", code="missing_api_key")
+    scheme, _, secret = header.partition(" ")
+    secret = secret.strip()
+    if not header and "signature" in request.args and request.endpoint in SIGNED_URL_ENDPOINTS:
+        _set(_signed_url())
+        return
+    if scheme.lower() != "bearer" or not secret:
+        raise Unauthorized("send 'Authorization: Bearer <api key or upload token>'", code="missing_api_key")
+    if secret.startswith(TOKEN_PREFIX):
+        token = verify_token(current_settings().secret_key, secret)
+        _set(Credential(UPLOAD_TOKEN, token.tenant_id, token.id, token.scope, token))
+        _check_token_scope(token)
+        return
+    tenant_id, tenant_name = _api_key(secret)
+    g.tenant_name = tenant_name
+    _set(Credential(API_KEY, tenant_id, "key:" + hash_key(secret)[:16]))
+
+
+def _set(credential: Credential) -> None:
+    g.credential = credential
+    g.tenant_id = credential.tenant_id
+
+
+def _api_key(key: str) -> tuple[str, str]:
     digest = hash_key(key)
     now = time.monotonic()
     with _lock:
@@ -42,8 +116,55 @@ def require_tenant() -> None:
             if len(_cache) >= CACHE_SIZE:
                 _cache.clear()
             _cache[digest] = hit
-    g.tenant_id, g.tenant_name = hit[1], hit[2]
+    return hit[1], hit[2]
+
+
+def _signed_url() -> Credential:
+    args = request.view_args or {}
+    job_id, name = str(args.get("job_id", "")), str(args.get("name", ""))
+    settings = current_settings()
+    tenant = verify_download(settings.secret_key, request.args["signature"], job_id, name, settings.presign_ttl_seconds)
+    return Credential(SIGNED_URL, tenant, f"url:{job_id}")
+
+
+def _check_token_scope(token: UploadToken) -> None:
+    """Refuse endpoints a token may not call (403) and ids it did not create (404)."""
+    if request.endpoint not in TOKEN_ENDPOINTS:
+        raise Forbidden("an upload token may only upload and read its own jobs", code="token_scope")
+    args = request.view_args or {}
+    with read_scope() as session:
+        if "upload_id" in args:
+            owner = session.scalar(
+                select(uploads.Upload.credential_id).where(
+                    uploads.Upload.id == args["upload_id"], uploads.Upload.tenant_id == token.tenant_id
+                )
+            )
+            if owner != token.id:
+                raise NotFound(f"no upload {args['upload_id']}", code="upload_not_found")
+        if "job_id" in args:
+            job = jobs.Job
+            owner = session.scalar(
+                select(job.credential_id).where(job.id == args["job_id"], job.tenant_id == token.tenant_id)
+            )
+            if owner != token.id:
+                raise NotFound(f"no job {args['job_id']}", code="job_not_found")
+
+
+def download_url(endpoint: str, job_id: str, name: str | None = None) -> str:
+    """An absolute URL of a job's original (``jobs.download``) or derivative, signed for
+    ``presign_ttl_seconds`` so it works without a header (an ``<img src>``, a plain link)."""
+    settings = current_settings()
+    args: dict[str, str] = {"job_id": job_id}
+    if name is not None:
+        args["name"] = name
+    if settings.secret_key:
+        args["signature"] = sign_download(settings.secret_key, tenant_id(), job_id, name or "")
+    return url_for(endpoint, _external=True, **args)
 
 
 def tenant_id() -> str:
     return str(g.tenant_id)
+
+
+def credential() -> Credential:
+    return g.credential  # type: ignore[no-any-return]

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 STATUS: dict[type[Exception], int] = {
     errors.BadRequest: 400,
     errors.Unauthorized: 401,
+    errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.TooLarge: 413,

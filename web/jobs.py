@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, redirect, request, stream_with_context, url_for
+from flask import Blueprint, Response, redirect, request, stream_with_context
 from flask.typing import ResponseReturnValue
 
 from actors.cancel import cancel_job
@@ -23,7 +23,7 @@ from models.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge
 from models.settings import current_settings as settings
 from models.views import job_view
 from web import schemas
-from web.auth import require_tenant, tenant_id
+from web.auth import download_url, require_tenant, tenant_id
 from web.staging_io import HashingWriter, temp_path
 from web.uploads import check_webhook_url
 
@@ -146,10 +146,9 @@ def result(job_id: str) -> ResponseReturnValue:
         if job.status != jobs.COMPLETED or job.result is None:
             raise Conflict(f"the job is {job.status}", code="not_ready", details={"status": job.status})
         out = dict(job.result)
-    out["object"] = {**out["object"], "url": url_for("jobs.download", job_id=job_id, _external=True)}
+    out["object"] = {**out["object"], "url": download_url("jobs.download", job_id)}
     out["derivatives"] = [
-        {**d, "url": url_for("jobs.derivative", job_id=job_id, name=d["name"], _external=True)}
-        for d in out.get("derivatives", [])
+        {**d, "url": download_url("jobs.derivative", job_id, d["name"])} for d in out.get("derivatives", [])
     ]
     return out
 

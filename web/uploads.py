@@ -23,6 +23,7 @@ from models.views import iso, job_view
 from web.auth import require_tenant, tenant_id
 from web.contract import Reply, operation
 from web.schemas.uploads import UploadCreate, UploadCreated
+from web.scope import admit_upload
 from web.staging_io import HashingWriter, copy_body, parse_content_digest, temp_path
 
 bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")
@@ -77,6 +78,8 @@ def upload_view(upload: uploads.Upload, received: list[uploads.Chunk]) -> dict[s
 )
 def create(body: UploadCreate) -> tuple[UploadCreated, int, dict[str, str]]:
     with session_scope() as session:
+        scoped = admit_upload(session, size=body.size, content_type=body.content_type,
+                              webhook_url=check_webhook_url(body.webhook_url), metadata=body.metadata)  # fmt: skip
         upload = uploads.create_upload(
             session,
             tenant_id(),
@@ -86,9 +89,8 @@ def create(body: UploadCreate) -> tuple[UploadCreated, int, dict[str, str]]:
             content_type=body.content_type,
             sha256=body.sha256,
             chunk_size=body.chunk_size,
-            webhook_url=check_webhook_url(body.webhook_url),
-            metadata=body.metadata,
             ocr=body.ocr,
+            **scoped,
         )
         created = UploadCreated(
             upload_id=upload.id,
@@ -107,6 +109,7 @@ def put_chunk(upload_id: str, index: int) -> ResponseReturnValue:
     declared = parse_content_digest(request.headers.get("Content-Digest"))
     with read_scope() as session:
         upload = uploads.get_upload(session, tenant_id(), upload_id)
+        uploads.ensure_chunked(upload)
         uploads.ensure_receiving(upload)
         expected = uploads.check_chunk_index(upload, index)
     if request.content_length is not None and request.content_length != expected:
@@ -159,6 +162,7 @@ def complete(upload_id: str) -> ResponseReturnValue:
             job = jobs.load_job(session, upload.job_id)
             assert job is not None
         else:
+            uploads.ensure_chunked(upload)
             uploads.ensure_receiving(upload)
             missing = uploads.missing_indexes(upload, uploads.chunks(session, upload_id))
             if missing:

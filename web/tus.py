@@ -1,0 +1,193 @@
+"""tus 1.0.0 at ``/v1/tus`` (creation) and ``/v1/tus/{upload_id}``: one view per verb.
+
+Protocol rules are checked up front (web/tus_protocol.py), storage sits behind
+web/tus_store.py. Extensions: creation, creation-with-upload, creation-defer-length,
+expiration, checksum (sha1, sha256), termination, concatenation. Uppy (@uppy/tus),
+tus-js-client, tuspy and the mobile SDKs upload here unchanged; a browser authenticates with
+an upload token. When an upload's last byte is stored, the answer names the job it started in
+``Chute-Job-Id`` and ``Chute-Job-Url`` (exposed through CORS, and repeated by HEAD).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request, url_for
+from flask.typing import ResponseReturnValue
+
+from models import tus
+from models.db import session_scope
+from models.errors import BadRequest
+from models.settings import current_settings as settings
+from web import schemas
+from web.auth import credential, require_tenant, tenant_id
+from web.errors import error_response
+from web.scope import admit_length, admit_upload, max_file_size
+from web.tus_protocol import (
+    CHECKSUM_ALGORITHMS,
+    EXTENSIONS,
+    JOB_ID_HEADER,
+    JOB_URL_HEADER,
+    TUS_VERSION,
+    TusError,
+    check_body_type,
+    check_version,
+    declared,
+    encode_metadata,
+    has_body,
+    http_date,
+    non_negative,
+    parse_checksum,
+    parse_concat,
+    parse_metadata,
+    upload_length,
+)
+from web.tus_store import TusStore, UploadInfo
+from web.uploads import check_webhook_url
+
+PREFIX = "/v1/tus"
+bp = Blueprint("tus", __name__, url_prefix=PREFIX)
+#: The file name of an upload whose metadata names none.
+DEFAULT_FILENAME = "upload"
+
+
+@bp.before_request
+def protocol_and_credential() -> None:
+    """OPTIONS is public (server discovery); everything else speaks 1.0.0 and authenticates."""
+    if request.method == "OPTIONS":
+        return
+    check_version(request)
+    require_tenant()
+
+
+@bp.after_request
+def tus_headers(response: Response) -> Response:
+    response.headers["Tus-Resumable"] = TUS_VERSION
+    if response.status_code == 412 or request.method == "OPTIONS":
+        response.headers["Tus-Version"] = TUS_VERSION
+    return response
+
+
+@bp.errorhandler(TusError)
+def tus_error(error: TusError) -> ResponseReturnValue:
+    return error_response(error.status, error.code, error.message, error.details)
+
+
+def _store() -> TusStore:
+    return TusStore(tenant_id(), credential().creator)
+
+
+def _upload_url(upload_id: str) -> str:
+    return url_for("tus.head", upload_id=upload_id, _external=True)
+
+
+def _headers(info: UploadInfo) -> dict[str, str]:
+    """What every answer about an upload says: offset, expiry and, once started, its job."""
+    headers = {"Upload-Offset": str(info.offset)}
+    if info.job_id is None:
+        headers["Upload-Expires"] = http_date(info.expires_at)
+    else:
+        headers[JOB_ID_HEADER] = info.job_id
+        headers[JOB_URL_HEADER] = url_for("jobs.show", job_id=info.job_id, _external=True)
+    return headers
+
+
+def _body_limit() -> None:
+    """tus bodies stream to disk, bounded by the upload's length: allow one as large as a file."""
+    cfg = settings()
+    request.max_content_length = max(cfg.max_request_size, cfg.max_upload_size)
+
+
+@bp.route("", methods=["OPTIONS"], endpoint="options")
+@bp.route("/<upload_id>", methods=["OPTIONS"], endpoint="options_upload")
+def options(upload_id: str | None = None) -> ResponseReturnValue:
+    """The server's capabilities (no credential needed)."""
+    return Response(status=204, headers={
+        "Tus-Extension": ",".join(EXTENSIONS),
+        "Tus-Max-Size": str(settings().max_upload_size),
+        "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS),
+    })  # fmt: skip
+
+
+@bp.route("", methods=["POST"], provide_automatic_options=False)
+def create() -> ResponseReturnValue:
+    """creation, creation-with-upload, creation-defer-length and concatenation."""
+    concat = parse_concat(request.headers.get("Upload-Concat"), PREFIX)
+    meta = declared(parse_metadata(request.headers.get("Upload-Metadata")))
+    webhook_url = check_webhook_url(meta.webhook_url)
+    metadata = schemas.metadata(meta.metadata)
+    store = _store()
+    job_id = None
+    with session_scope() as session:
+        if concat is not None and concat.kind == tus.FINAL:
+            if "Upload-Length" in request.headers:
+                raise BadRequest("a final upload's length is the sum of its parts", code="invalid_header",
+                                 details={"header": "Upload-Length"})  # fmt: skip
+            total = store.concat_size(session, concat.parts)
+            scoped = admit_upload(session, size=total, content_type=meta.content_type, webhook_url=webhook_url,
+                                  metadata=metadata, reserve_bytes=False)  # fmt: skip
+            upload = store.concatenate(session, concat.parts, total,
+                                       filename=schemas.filename(meta.filename or DEFAULT_FILENAME),
+                                       content_type=meta.content_type, **scoped)  # fmt: skip
+        else:
+            length = upload_length(request)
+            partial = concat is not None
+            scoped = admit_upload(session, size=length, content_type=meta.content_type, webhook_url=webhook_url,
+                                  metadata=metadata, files=0 if partial else 1)  # fmt: skip
+            upload = store.new_upload(session, filename=schemas.filename(meta.filename or DEFAULT_FILENAME),
+                                      size=length, content_type=meta.content_type,
+                                      concat=tus.PARTIAL if partial else None, **scoped)  # fmt: skip
+        if tus.finished(upload) and upload.concat != tus.PARTIAL:
+            job_id = store.start_job(session, upload)
+        info = UploadInfo.of(upload)
+    if job_id is not None:
+        store.publish(job_id)
+    if concat is None or concat.kind != tus.FINAL:
+        if has_body(request):
+            _body_limit()
+            info = store.write_chunk(info.id, 0, request.stream, content_length=request.content_length,
+                                     checksum=parse_checksum(request.headers.get("Upload-Checksum")),
+                                     max_size=max_file_size(settings().max_upload_size))  # fmt: skip
+    headers = {"Location": _upload_url(info.id), **_headers(info)}
+    return Response(status=201, headers=headers)
+
+
+@bp.route("/<upload_id>", methods=["HEAD"], provide_automatic_options=False)
+def head(upload_id: str) -> ResponseReturnValue:
+    """Where the upload stands: the truth about the bytes on disk, never cached."""
+    info = _store().get_info(upload_id)
+    headers = {**_headers(info), "Cache-Control": "no-store"}
+    if info.size is None:
+        headers["Upload-Defer-Length"] = "1"
+    else:
+        headers["Upload-Length"] = str(info.size)
+    headers["Upload-Metadata"] = encode_metadata({"filename": info.filename, "filetype": info.content_type})
+    if info.concat == tus.PARTIAL:
+        headers["Upload-Concat"] = "partial"
+    elif info.concat == tus.FINAL:
+        headers["Upload-Concat"] = "final;" + " ".join(_upload_url(part) for part in info.parts)
+        headers["Upload-Offset"] = str(info.size)
+    return Response(status=200, headers=headers)
+
+
+@bp.route("/<upload_id>", methods=["PATCH"], provide_automatic_options=False)
+def patch(upload_id: str) -> ResponseReturnValue:
+    """Append the body at ``Upload-Offset`` (409 elsewhere); 460 and nothing kept on a checksum mismatch."""
+    check_body_type(request)
+    offset = non_negative(request, "Upload-Offset")
+    if offset is None:
+        raise BadRequest("send Upload-Offset", code="invalid_header", details={"header": "Upload-Offset"})
+    checksum = parse_checksum(request.headers.get("Upload-Checksum"))
+    store = _store()
+    length = non_negative(request, "Upload-Length")
+    if length is not None:
+        store.declare_length(upload_id, length, admit_length)
+    _body_limit()
+    info = store.write_chunk(upload_id, offset, request.stream, content_length=request.content_length,
+                             checksum=checksum, max_size=max_file_size(settings().max_upload_size))  # fmt: skip
+    return Response(status=204, headers=_headers(info))
+
+
+@bp.route("/<upload_id>", methods=["DELETE"], provide_automatic_options=False)
+def terminate(upload_id: str) -> ResponseReturnValue:
+    """termination: cancel the upload (and its job) and remove its bytes."""
+    _store().terminate(upload_id)
+    return Response(status=204)
