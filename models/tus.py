@@ -29,7 +29,11 @@ def create(
     size: int | None,
     content_type: str | None,
     concat: str | None = None,
-    **fields: Any,
+    concat_parts: list[str] | None = None,
+    webhook_url: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    credential_id: str | None = None,
+    allowed_types: list[Any] | None = None,
 ) -> uploads.Upload:
     """Open a tus upload of ``size`` bytes (None: declared later, with a PATCH).
 
@@ -40,7 +44,9 @@ def create(
         uploads._check_size(settings, size)
     return uploads._insert(session, tenant_id, settings, chunk_size=0, chunk_count=0, filename=filename,
                            size=size or 0, content_type=content_type, sha256=None, offset=0,
-                           length_deferred=size is None, concat=concat, **fields)  # fmt: skip
+                           length_deferred=size is None, concat=concat, concat_parts=concat_parts,
+                           webhook_url=webhook_url, meta=metadata, credential_id=credential_id,
+                           allowed_types=allowed_types)  # fmt: skip
 
 
 def finished(upload: uploads.Upload) -> bool:

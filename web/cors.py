@@ -22,10 +22,10 @@ from flask.typing import ResponseReturnValue
 
 from models import cors
 from models.db import read_scope, session_scope
-from models.errors import Invalid
 from models.settings import current_settings
-from web import schemas
 from web.auth import require_tenant, tenant_id
+from web.contract import operation
+from web.schemas.cors import CorsOrigins
 from web.tus_protocol import REQUEST_HEADERS, RESPONSE_HEADERS
 
 #: Request headers a browser may send (besides the CORS-safelisted ones).
@@ -111,20 +111,23 @@ bp.before_request(require_tenant)
 
 
 @bp.get("")
-def show() -> ResponseReturnValue:
-    """The origins this tenant's browsers may call from."""
+@operation("getCorsOrigins", tags=["cors"], summary="The browser origins this tenant allows",
+           responses={200: CorsOrigins}, errors={403: ["token_scope"]})  # fmt: skip
+def show() -> CorsOrigins:
     with read_scope() as session:
-        return {"origins": cors.origins_of(session, tenant_id())}
+        return CorsOrigins(origins=cors.origins_of(session, tenant_id()))
 
 
 @bp.put("")
-def replace() -> ResponseReturnValue:
-    """Replace the tenant's origins (``["https://app.example.com", …]``; ``"*"`` for any)."""
-    body = schemas.json_body()
-    values = body.get("origins")
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise Invalid("origins must be a list of strings", code="invalid_field", details={"field": "origins"})
+@operation(
+    "setCorsOrigins", tags=["cors"], summary="Replace the browser origins this tenant allows",
+    description="Origins like https://app.example.com (no path), or * for any. Other web processes see the change "
+    "within CHUTE_API_KEY_CACHE_SECONDS.",
+    body=CorsOrigins, responses={200: CorsOrigins},
+    errors={403: ["token_scope"], 422: ["invalid_origin", "too_many_origins"]},
+)
+def replace(body: CorsOrigins) -> CorsOrigins:
     with session_scope() as session:
-        clean = cors.set_origins(session, tenant_id(), values)
+        clean = cors.set_origins(session, tenant_id(), body.origins)
     origins.invalidate()
-    return {"origins": clean}
+    return CorsOrigins(origins=clean)

@@ -19,13 +19,16 @@ from models.errors import BadRequest
 from models.settings import current_settings as settings
 from web import schemas
 from web.auth import credential, require_tenant, tenant_id
+from web.contract import Body, Reply, operation
 from web.errors import error_response
+from web.schemas.tus import UPLOAD_HEADERS, TusCreateHeaders, TusHeaders, TusPatchHeaders
 from web.scope import admit_length, admit_upload, max_file_size
 from web.tus_protocol import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
     JOB_ID_HEADER,
     JOB_URL_HEADER,
+    OFFSET_OCTET_STREAM,
     TUS_VERSION,
     TusError,
     check_body_type,
@@ -107,8 +110,31 @@ def options(upload_id: str | None = None) -> ResponseReturnValue:
     })  # fmt: skip
 
 
+#: Error codes of the creation and PATCH answers, by status.
+WRITE_ERRORS = {
+    400: ["invalid_header", "invalid_metadata", "checksum_algorithm_unsupported", "too_many_chunks"],
+    403: ["token_scope", "token_fixed_field", "token_files_exhausted", "final_upload"],
+    404: ["upload_not_found"],
+    409: ["offset_mismatch"],
+    410: ["upload_expired"],
+    412: ["tus_version_unsupported"],
+    413: ["file_too_large", "upload_length_exceeded", "token_size_exhausted"],
+    415: ["unsupported_media_type", "type_not_allowed"],
+    422: ["invalid_filename", "metadata_too_large", "invalid_field", "url_not_allowed"],
+    460: ["checksum_mismatch"],
+}
+
+
 @bp.route("", methods=["POST"], provide_automatic_options=False)
-def create() -> ResponseReturnValue:
+@operation(
+    "tusCreate", tags=["tus"], summary="Open a tus upload (creation, creation-with-upload, defer-length, concat)",
+    description="tus 1.0.0 creation. A body (application/offset+octet-stream) is stored at offset 0. "
+    "A final upload (Upload-Concat: final;<urls>) is made of finished partial uploads and starts its job at once.",
+    headers=TusCreateHeaders, body=Body(OFFSET_OCTET_STREAM, "the first bytes (creation-with-upload)", required=False),
+    responses={201: Reply(None, "the upload is open", headers={"Location": "the upload's URL", **UPLOAD_HEADERS})},
+    errors={**WRITE_ERRORS, 400: [*WRITE_ERRORS[400], "invalid_concat", "partial_unfinished"]},
+)
+def create(headers: TusCreateHeaders) -> ResponseReturnValue:
     """creation, creation-with-upload, creation-defer-length and concatenation."""
     concat = parse_concat(request.headers.get("Upload-Concat"), PREFIX)
     meta = declared(parse_metadata(request.headers.get("Upload-Metadata")))
@@ -146,15 +172,14 @@ def create() -> ResponseReturnValue:
             info = store.write_chunk(info.id, 0, request.stream, content_length=request.content_length,
                                      checksum=parse_checksum(request.headers.get("Upload-Checksum")),
                                      max_size=max_file_size(settings().max_upload_size))  # fmt: skip
-    headers = {"Location": _upload_url(info.id), **_headers(info)}
-    return Response(status=201, headers=headers)
+    return Response(status=201, headers={"Location": _upload_url(info.id), **_headers(info)})
 
 
 @bp.route("/<upload_id>", methods=["HEAD"], provide_automatic_options=False)
 def head(upload_id: str) -> ResponseReturnValue:
     """Where the upload stands: the truth about the bytes on disk, never cached."""
     info = _store().get_info(upload_id)
-    headers = {**_headers(info), "Cache-Control": "no-store"}
+    headers: dict[str, str] = {**_headers(info), "Cache-Control": "no-store"}
     if info.size is None:
         headers["Upload-Defer-Length"] = "1"
     else:
@@ -169,7 +194,16 @@ def head(upload_id: str) -> ResponseReturnValue:
 
 
 @bp.route("/<upload_id>", methods=["PATCH"], provide_automatic_options=False)
-def patch(upload_id: str) -> ResponseReturnValue:
+@operation(
+    "tusPatch", tags=["tus"], summary="Append bytes to a tus upload",
+    description="The body goes at Upload-Offset (409 elsewhere). With Upload-Checksum, a mismatch is 460 and "
+    "nothing is kept; without one, a body cut off midway keeps what reached the disk (HEAD says how much). "
+    "The last byte starts the job: Chute-Job-Id and Chute-Job-Url name it.",
+    headers=TusPatchHeaders, body=Body(OFFSET_OCTET_STREAM, "bytes from Upload-Offset on"),
+    responses={204: Reply(None, "stored", headers=UPLOAD_HEADERS)},
+    errors=WRITE_ERRORS,
+)
+def patch(upload_id: str, headers: TusPatchHeaders) -> ResponseReturnValue:
     """Append the body at ``Upload-Offset`` (409 elsewhere); 460 and nothing kept on a checksum mismatch."""
     check_body_type(request)
     offset = non_negative(request, "Upload-Offset")
@@ -187,7 +221,13 @@ def patch(upload_id: str) -> ResponseReturnValue:
 
 
 @bp.route("/<upload_id>", methods=["DELETE"], provide_automatic_options=False)
-def terminate(upload_id: str) -> ResponseReturnValue:
+@operation(
+    "tusTerminate", tags=["tus"], summary="Terminate a tus upload",
+    description="Cancels the upload (and its job, if it has one that has not ended) and removes its bytes.",
+    headers=TusHeaders, responses={204: Reply(None, "terminated", headers={"Tus-Resumable": "1.0.0"})},
+    errors={404: ["upload_not_found"], 409: ["job_finished"], 412: ["tus_version_unsupported"]},
+)
+def terminate(upload_id: str, headers: TusHeaders) -> ResponseReturnValue:
     """termination: cancel the upload (and its job) and remove its bytes."""
     _store().terminate(upload_id)
     return Response(status=204)

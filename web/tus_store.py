@@ -96,8 +96,8 @@ class TusStore:
         """Raises NotFound for an unknown, another tenant's, or a terminated upload; TusError 410 once expired."""
         with read_scope() as session:
             upload = self._get(session, upload_id)
-        self._ensure_live(upload)
-        return UploadInfo.of(upload)
+            self._ensure_live(upload)
+            return UploadInfo.of(upload)
 
     def declare_length(self, upload_id: str, length: int, admit: Any = None) -> None:
         """Fix a deferred length (creation-defer-length); ``admit(session, length, content_type)``
@@ -136,14 +136,14 @@ class TusStore:
         """
         with read_scope() as session:
             upload = self._get(session, upload_id)
-        self._ensure_live(upload)
-        if upload.concat == tus.FINAL:
-            raise TusError(403, "a final upload is made of its partial uploads: PATCH them", code="final_upload")
-        tus.check_offset(upload, offset)
-        if upload.length_deferred:
-            room = min(self.settings.max_upload_size, max_size or self.settings.max_upload_size) - offset
-        else:
-            room = upload.size - offset
+            self._ensure_live(upload)
+            if upload.concat == tus.FINAL:
+                raise TusError(403, "a final upload is made of its partial uploads: PATCH them", code="final_upload")
+            tus.check_offset(upload, offset)
+            if upload.length_deferred:
+                room = min(self.settings.max_upload_size, max_size or self.settings.max_upload_size) - offset
+            else:
+                room = upload.size - offset
         if content_length is not None and content_length > room:
             raise TooLarge(f"{content_length} bytes from offset {offset} pass the upload's end",
                            code="upload_length_exceeded", details={"room": room})  # fmt: skip
