@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
@@ -225,4 +225,4 @@ def parse_checksum(raw: str | None) -> Checksum | None:
 
 def http_date(value: datetime) -> str:
     """RFC 9110's date format, as ``Upload-Expires`` wants it."""
-    return format_datetime(value, usegmt=True)
+    return format_datetime(value.astimezone(UTC), usegmt=True)

@@ -15,9 +15,13 @@ them and the client resumes after them.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -35,6 +39,13 @@ from web.staging_io import HashingWriter, copy_body, temp_path
 from web.tus_protocol import Checksum, TusError
 
 log = logging.getLogger(__name__)
+
+#: The lock file in an upload's staging directory.
+LOCK_FILE = ".lock"
+#: How long a request waits for another one holding the upload (a PATCH whose client vanished
+#: ends as soon as the server sees the connection gone).
+LOCK_WAIT_SECONDS = 20.0
+LOCK_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -93,8 +104,13 @@ class TusStore:
         return tus.create(session, self.tenant_id, self.settings, **fields)
 
     def get_info(self, upload_id: str) -> UploadInfo:
-        """Raises NotFound for an unknown, another tenant's, or a terminated upload; TusError 410 once expired."""
-        with read_scope() as session:
+        """Where the upload stands, once any PATCH still writing to it has finished.
+
+        Raises:
+            NotFound: an unknown, another tenant's, or a terminated upload.
+            TusError: 410 once expired; 423 while another request holds it too long.
+        """
+        with self._locked(upload_id, exclusive=False), read_scope() as session:
             upload = self._get(session, upload_id)
             self._ensure_live(upload)
             return UploadInfo.of(upload)
@@ -134,6 +150,11 @@ class TusStore:
             TusError: 460 when the body does not match ``checksum`` (nothing is kept); 403 for
                 a final upload.
         """
+        with self._locked(upload_id, exclusive=True):
+            return self._write(upload_id, offset, body, content_length, checksum, max_size)
+
+    def _write(self, upload_id: str, offset: int, body: IO[bytes], content_length: int | None,
+               checksum: Checksum | None, max_size: int | None) -> UploadInfo:  # fmt: skip
         with read_scope() as session:
             upload = self._get(session, upload_id)
             self._ensure_live(upload)
@@ -248,6 +269,40 @@ class TusStore:
         if not mine or not upload.is_tus or upload.status == uploads.CANCELLED:
             raise NotFound(f"no tus upload {upload_id}", code="upload_not_found")
         return upload
+
+    @contextlib.contextmanager
+    def _locked(self, upload_id: str, *, exclusive: bool) -> Iterator[None]:
+        """Hold the upload's lock: a PATCH exclusively while it writes, a HEAD shared.
+
+        A client that lost its connection mid-PATCH retries at once, while the server may still
+        be storing what arrived: its HEAD waits here for that PATCH to finish, so the offset it
+        reads is the truth (tusd does the same with its upload locks). The lock is a file in the
+        upload's staging directory, so every web process on the shared staging disk sees it.
+
+        Raises:
+            NotFound: no such upload (checked before a directory is made for it).
+            TusError: 423 when the lock is not free within :data:`LOCK_WAIT_SECONDS`.
+        """
+        directory = staging.upload_dir(self.settings.staging_dir, upload_id)
+        if not directory.exists():
+            with read_scope() as session:
+                self._get(session, upload_id)
+            directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            deadline = time.monotonic() + LOCK_WAIT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TusError(423, "another request is writing to this upload", code="upload_locked") from None
+                    time.sleep(LOCK_POLL_SECONDS)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     @staticmethod
     def _ensure_live(upload: uploads.Upload) -> None:

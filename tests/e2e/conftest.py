@@ -85,6 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             admin_token=ADMIN_TOKEN,
             # The same S3 server under another name, as clients outside would reach it.
             storage_public_url=f"http://localhost:{proxy.port}",
+            secret_key="e2e-secret-key",
         )
         web = worker = receiver = None
         try:

@@ -51,7 +51,7 @@ def head(client: FlaskClient, tenant: TenantKeys, location: str) -> Any:
 
 def staged(settings: Settings, upload_id: str) -> list[Path]:
     directory = Path(settings.staging_dir) / "uploads" / upload_id
-    return sorted(directory.iterdir()) if directory.exists() else []
+    return sorted(p for p in directory.iterdir() if not p.name.startswith(".")) if directory.exists() else []
 
 
 def test_options_announce_version_extensions_and_limits(client: FlaskClient) -> None:
