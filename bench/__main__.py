@@ -21,6 +21,7 @@ BENCHMARKS = {
     "api": "bench.api",
     "extract": "bench.extract",
     "peers": "bench.peers.compare",
+    "tus": "bench.tus",
 }
 
 
