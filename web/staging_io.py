@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import IO, Any
+
+from werkzeug.exceptions import ClientDisconnected
 
 from actors.metrics import INGESTED_BYTES
 from models.errors import BadRequest
@@ -98,6 +102,72 @@ def copy_body(stream: IO[bytes], writer: HashingWriter, limit: int) -> None:
             count = len(block)
             writer.write(block)
         remaining -= count
+
+
+class SocketBody:
+    """A request body of known length read straight from gunicorn's client socket.
+
+    gunicorn hands a body to the app through three layers of buffers (its socket reader, its
+    length reader, its ``Body``), copying every block several times: a body read that way
+    tops out near 70 MB/s here, while ``recv_into`` one buffer reaches the network's speed.
+    This reads what those buffers already hold first, then the socket, and keeps gunicorn's
+    count of what is left exact (``reader.length``), so gunicorn reuses or closes the
+    connection afterwards exactly as if it had read the body itself. Bytes of a next,
+    pipelined request stay in its buffer.
+    """
+
+    def __init__(self, body: Any, sock: Any):
+        self.body, self.reader, self.sock = body, body.reader, sock
+        self.unreader = self.reader.unreader
+
+    @classmethod
+    def of(cls, environ: dict[str, Any]) -> SocketBody | None:
+        """The fast reader when the server is gunicorn and the body has a Content-Length; else None."""
+        body, sock = environ.get("wsgi.input"), environ.get("gunicorn.socket")
+        reader = getattr(body, "reader", None)
+        if sock is None or reader is None or type(reader).__name__ != "LengthReader":
+            return None
+        unreader = getattr(reader, "unreader", None)
+        buffered = (getattr(body, "buf", None), getattr(unreader, "buf", None))
+        if not all(isinstance(b, io.BytesIO) for b in buffered) or not isinstance(reader.length, int):
+            return None
+        return cls(body, sock)
+
+    @staticmethod
+    def _take(buffer: io.BytesIO, view: memoryview, limit: int) -> tuple[int, io.BytesIO]:
+        data = buffer.getvalue()
+        count = min(len(view), limit, len(data))
+        view[:count] = data[:count]
+        rest = io.BytesIO()
+        rest.write(data[count:])
+        return count, rest
+
+    def readinto(self, view: memoryview) -> int:
+        """Fill ``view`` with the next bytes of the body; 0 at its end.
+
+        Raises:
+            ClientDisconnected: the client went away before the end.
+        """
+        if self.body.buf.tell():
+            count, self.body.buf = self._take(self.body.buf, view, len(view))
+            return count
+        if self.reader.length <= 0:
+            return 0
+        if self.unreader.buf.tell():
+            count, self.unreader.buf = self._take(self.unreader.buf, view, self.reader.length)
+        else:
+            # MSG_WAITALL: one call fills the block (fewer, larger writes and hash updates).
+            want = min(len(view), self.reader.length)
+            count = self.sock.recv_into(view[:want], want, socket.MSG_WAITALL)
+            if count == 0:
+                raise ClientDisconnected()
+        self.reader.length -= count
+        return count
+
+
+def body_stream(environ: dict[str, Any], fallback: IO[bytes]) -> Any:
+    """The fastest reader of this request's body: :class:`SocketBody`, or ``fallback``."""
+    return SocketBody.of(environ) or fallback
 
 
 def parse_content_digest(header: str | None) -> str | None:

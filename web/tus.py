@@ -10,6 +10,8 @@ an upload token. When an upload's last byte is stored, the answer names the job 
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, request, url_for
 from flask.typing import ResponseReturnValue
 
@@ -23,6 +25,7 @@ from web.contract import Body, Reply, operation
 from web.errors import error_response
 from web.schemas.tus import UPLOAD_HEADERS, TusCreateHeaders, TusHeaders, TusPatchHeaders
 from web.scope import admit_length, admit_upload, max_file_size
+from web.staging_io import body_stream
 from web.tus_protocol import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
@@ -99,6 +102,11 @@ def _body_limit() -> None:
     request.max_content_length = max(cfg.max_request_size, cfg.max_upload_size)
 
 
+def _body() -> Any:
+    """The PATCH body, read straight from the socket under gunicorn (werkzeug's stream otherwise)."""
+    return body_stream(request.environ, request.stream)
+
+
 @bp.route("", methods=["OPTIONS"], endpoint="options")
 @bp.route("/<upload_id>", methods=["OPTIONS"], endpoint="options_upload")
 def options(upload_id: str | None = None) -> ResponseReturnValue:
@@ -169,7 +177,7 @@ def create(headers: TusCreateHeaders) -> ResponseReturnValue:
     if concat is None or concat.kind != tus.FINAL:
         if has_body(request):
             _body_limit()
-            info = store.write_chunk(info.id, 0, request.stream, content_length=request.content_length,
+            info = store.write_chunk(info.id, 0, _body(), content_length=request.content_length,
                                      checksum=parse_checksum(request.headers.get("Upload-Checksum")),
                                      max_size=max_file_size(settings().max_upload_size))  # fmt: skip
     return Response(status=201, headers={"Location": _upload_url(info.id), **_headers(info)})
@@ -215,7 +223,7 @@ def patch(upload_id: str, headers: TusPatchHeaders) -> ResponseReturnValue:
     if length is not None:
         store.declare_length(upload_id, length, admit_length)
     _body_limit()
-    info = store.write_chunk(upload_id, offset, request.stream, content_length=request.content_length,
+    info = store.write_chunk(upload_id, offset, _body(), content_length=request.content_length,
                              checksum=checksum, max_size=max_file_size(settings().max_upload_size))  # fmt: skip
     return Response(status=204, headers=_headers(info))
 
