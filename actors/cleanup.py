@@ -9,7 +9,7 @@ from datetime import timedelta
 from actors.metrics import SWEEPER_ACTIONS, UPLOADS
 from actors.storage import open_store
 from models import job as jobs
-from models import staging
+from models import staging, tokens
 from models import upload as uploads
 from models.db import session_scope, utcnow
 from models.settings import current_settings
@@ -53,6 +53,7 @@ def sweep() -> dict[str, int]:
     settings = current_settings()
     with session_scope() as session:
         expired = uploads.expire_uploads(session)
+        tokens.drop_dead_usage(session, utcnow())
     for upload_id in expired:
         staging.remove_upload(settings.staging_dir, upload_id)
     with session_scope() as session:

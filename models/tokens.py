@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, select, update
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -204,3 +204,8 @@ def reserve(session: Session, token: UploadToken, expires_at: datetime, *, files
         code="token_size_exhausted",
         details={"max_total_size": token.scope.max_total_size, "used": used.bytes},
     )
+
+
+def drop_dead_usage(session: Session, now: datetime) -> int:
+    """Forget the counts of tokens that have expired (they can never be used again)."""
+    return int(session.execute(delete(TokenUsage).where(TokenUsage.expires_at < now)).rowcount)  # type: ignore[attr-defined]

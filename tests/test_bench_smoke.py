@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
 REPO = Path(__file__).resolve().parents[1]
 #: The benchmarks; ``extract`` is only there once bench/extract.py is.
-BENCHMARKS = ("pipeline", "ingest", "store", "api", "extract", "peers")
+BENCHMARKS = ("pipeline", "ingest", "store", "api", "extract", "peers", "tus")
 #: Generous: a quick run takes 10-25 s here, but CI machines can be slower.
 TIMEOUT_SECONDS = 240
 
@@ -66,6 +66,14 @@ def test_quick_run_reports_positive_figures(name: str) -> None:
     if name == "extract" and importlib.util.find_spec("bench.extract") is None:
         pytest.skip("bench/extract.py is not there yet")
     _require_services(name)
+    if name == "tus":
+        from bench.tus import node_missing
+
+        missing = node_missing()
+        if missing and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"bench tus needs node: {missing} (CI=true)")
+        if missing:
+            pytest.skip(f"bench tus needs node: {missing}")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("BENCH_PROFILE", None)
     done = subprocess.run(

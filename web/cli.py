@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -131,11 +132,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
     os.execv(sys.executable, argv)
 
 
+def _dev_secret_key(path: Path) -> str:
+    """``chute dev``'s signing key: made once under var/, so tokens survive a restart."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """Everything in one process on the embedded defaults: API, worker threads, sweeper."""
     settings = Settings.from_env()
     if not settings.webhook_allowed_hosts:
         settings = dataclasses.replace(settings, webhook_allowed_hosts=("loopback",))
+    if not settings.secret_key:
+        settings = dataclasses.replace(settings, secret_key=_dev_secret_key(Path("var") / "secret_key"))
+    if not settings.cors_origins:  # any origin may call a loopback dev server (no cookies are ever used)
+        settings = dataclasses.replace(settings, cors_origins=("*",))
     configure(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
