@@ -250,13 +250,20 @@ class TcpProxy:
                 continue
             with self.lock:
                 self.sockets.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, up in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, up), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def forward(self, data: bytes, upstream: bool) -> tuple[bytes, bool]:
+        """What to send on of ``data``, and whether to keep the connection (subclasses break it)."""
+        return data, True
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, upstream: bool = False) -> None:
         try:
             while data := source.recv(65536):
+                data, keep = self.forward(data, upstream)
                 sink.sendall(data)
+                if not keep:
+                    break
         except OSError:
             pass
         finally:
