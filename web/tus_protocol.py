@@ -30,7 +30,7 @@ CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 #: Headers a browser may send and must be able to read (CORS).
 REQUEST_HEADERS = ("Tus-Resumable", "Upload-Length", "Upload-Defer-Length", "Upload-Metadata", "Upload-Offset",
-                   "Upload-Concat", "Upload-Checksum", "X-HTTP-Method-Override")  # fmt: skip
+                   "Upload-Concat", "Upload-Checksum")  # fmt: skip
 #: chute's own answer headers: the job a finished upload started.
 JOB_ID_HEADER, JOB_URL_HEADER = "Chute-Job-Id", "Chute-Job-Url"
 RESPONSE_HEADERS = ("Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm",

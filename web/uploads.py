@@ -70,7 +70,9 @@ def upload_view(upload: uploads.Upload, received: list[uploads.Chunk]) -> dict[s
     body=UploadCreate,
     responses={201: Reply(UploadCreated, "the upload is open", headers={"Location": "the upload's URL"})},
     errors={
-        413: ["file_too_large"],
+        403: ["token_fixed_field", "token_files_exhausted"],
+        413: ["file_too_large", "token_size_exhausted"],
+        415: ["type_not_allowed"],
         422: [
             "invalid_chunk_size", "too_many_chunks", "invalid_filename", "invalid_sha256", "metadata_too_large", REFUSED
         ],
