@@ -167,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "web": f"{args.web_workers}x{args.web_threads}",
         "client": "tus-js-client (node), the same for both",
         "peer": "@tus/server + @tus/file-store on the same disk",
+        "seconds_per_round": {f"{server}_{parallel}conn": [round(t, 2) for t in times]
+                              for (server, parallel), times in seconds.items()},
     }
     for parallel in modes:
         ours = size / median(seconds[("chute", parallel)]) / MB

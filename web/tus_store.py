@@ -109,12 +109,17 @@ class ChecksumWriter(HashingWriter):
         if self.extra is not None:
             self.extra.update(data)
         count = super().write(data)
-        if SYNC_FILE_RANGE is not None and self.size - self.written_back >= WRITEBACK_STEP:
-            self.file.flush()
-            SYNC_FILE_RANGE(self.file.fileno(), self.written_back, self.size - self.written_back,
-                            SYNC_FILE_RANGE_WRITE)  # fmt: skip
-            self.written_back = self.size
+        if self.size - self.written_back >= WRITEBACK_STEP:
+            self.write_back()
         return count
+
+    def write_back(self) -> None:
+        """Start writing what is not on its way to the disk yet (without waiting for it)."""
+        if SYNC_FILE_RANGE is None or self.file.closed or self.size == self.written_back:
+            return
+        self.file.flush()
+        SYNC_FILE_RANGE(self.file.fileno(), self.written_back, self.size - self.written_back, SYNC_FILE_RANGE_WRITE)
+        self.written_back = self.size
 
     def matches(self) -> bool:
         return self.checksum is None or self.extra.digest() == self.checksum.digest  # type: ignore[union-attr]
@@ -284,6 +289,7 @@ class TusStore:
             upload = self._get(session, upload_id, for_update=True)
             self._ensure_live(upload)
             if writer.size:
+                writer.write_back()  # the tail too: a final upload or the job's fsync comes next
                 index = upload.chunk_count
                 tus.check_offset(upload, offset)
                 writer.finish(staging.chunk_path(self.settings.staging_dir, upload_id, index))
