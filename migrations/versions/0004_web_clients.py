@@ -1,7 +1,7 @@
 """web clients: tus uploads, upload tokens, CORS origins
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0006
 Create Date: 2026-11-22 23:30:00
 
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
