@@ -12,9 +12,10 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, case, select, update
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, case, event, select, update
 from sqlalchemy.orm import Mapped, Session, defer, mapped_column
 
+from models import job_events
 from models.db import Base, utcnow
 from models.errors import BadRequest, Conflict, NotFound
 from models.ids import new_id
@@ -114,6 +115,30 @@ def create_job(session: Session, upload: Upload) -> Job:
 HEAVY_COLUMNS = (Job.result, Job.parts)
 
 
+#: The columns of a ``job_events.JobState``, in its order.
+STATE_COLUMNS = (Job.id, Job.tenant_id, Job.status, Job.stage, Job.progress, Job.error_code, Job.error_message,
+                 Job.updated_at)  # fmt: skip
+
+
+@event.listens_for(Session, "after_flush")
+def _announce_changes(session: Session, _context: object) -> None:
+    """Every job created or moved by an ORM flush is announced in the same transaction."""
+    jobs = [j for j in session.new if isinstance(j, Job)]
+    jobs += [j for j in session.dirty if isinstance(j, Job) and job_events.state_changed(j)]
+    job_events.announce(session, [job_events.JobState.of(j) for j in jobs])
+
+
+def changed_since(session: Session, tenant_ids: list[str], since: datetime, limit: int) -> list[job_events.JobState]:
+    """The states of the tenants' jobs updated after ``since``, oldest change first (resume and polling)."""
+    query = (
+        select(*STATE_COLUMNS)
+        .where(Job.tenant_id.in_(tenant_ids), Job.updated_at > since)
+        .order_by(Job.updated_at)
+        .limit(limit)
+    )
+    return [job_events.JobState.from_row(row) for row in session.execute(query)]
+
+
 def get_job(session: Session, tenant_id: str, job_id: str, *, for_update: bool = False, view_only: bool = False) -> Job:
     """The tenant's job (``view_only``: without the columns a job view does not show).
 
@@ -181,11 +206,13 @@ def report_progress(session: Session, job_id: str, stage: str, fraction: float) 
     """Move the job's progress to ``fraction`` of ``stage``; progress never goes backwards."""
     low, high = STAGE_SPAN[stage]
     value = round(low + (high - low) * min(max(fraction, 0.0), 1.0), 4)
-    session.execute(
+    rows = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == PROCESSING)
         .values(progress=case((Job.progress < value, value), else_=Job.progress), updated_at=utcnow())
+        .returning(*STATE_COLUMNS)
     )
+    job_events.announce(session, [job_events.JobState.from_row(row) for row in rows])
 
 
 def advance(job: Job, finished_stage: str) -> None:

@@ -97,6 +97,18 @@ class Settings:
     presign_ttl_seconds: int = 900
     #: How long the API trusts a looked-up API key without asking the database again.
     api_key_cache_seconds: float = 30.0
+
+    # Live progress (Server-Sent Events). Each open stream holds a thread of its own: ``chute web``
+    # gives every process this many threads beyond ``web_threads``, so streams never starve the API.
+    sse_max_streams: int = 100
+    sse_max_streams_per_tenant: int = 20
+    #: A comment line this often keeps proxies from closing an idle stream and finds gone clients.
+    sse_heartbeat_seconds: float = 15.0
+    #: A stream ends after this long and the client reconnects (with Last-Event-ID), which spreads
+    #: long-lived streams over the processes again.
+    sse_max_stream_seconds: float = 600.0
+    #: How often a web process on SQLite (no LISTEN/NOTIFY) looks for changed jobs.
+    sse_poll_seconds: float = 0.5
     # The ``chute upload`` client.
     api_url: str = "http://127.0.0.1:8000"
     api_key: str = ""

@@ -16,6 +16,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from models import errors
+from web.event_hub import TenantStreamLimit, TooManyStreams
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ STATUS: dict[type[Exception], int] = {
     errors.FileRejected: 422,
     errors.BrokerUnavailable: 503,
     errors.StorageUnavailable: 503,
+    TooManyStreams: 503,
+    TenantStreamLimit: 429,
 }
 
 

@@ -1,0 +1,136 @@
+"""A job's visible state as an event: what live progress (Server-Sent Events) streams to clients.
+
+On PostgreSQL every change of a job's status, stage, progress or error sends a ``NOTIFY`` on
+:data:`CHANNEL` from the very transaction that makes it, so it is delivered when (and only if)
+the change commits, in commit order, with no broker beside the database. Web processes LISTEN
+on one connection each and fan the notifications out to their streams. SQLite has no NOTIFY:
+there the web process polls ``jobs.updated_at`` (:func:`models.job.changed_since`) instead.
+
+This module knows nothing of the ``Job`` class (models.job imports it, not the reverse): it
+reads the few attributes a state needs from any object that has them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import inspect, text
+from sqlalchemy.orm import Session
+
+#: The PostgreSQL notification channel of job state changes.
+CHANNEL = "chute_jobs"
+
+#: A notification's payload must stay under PostgreSQL's 8000 bytes: error messages are cut to this.
+MAX_ERROR_MESSAGE = 1000
+
+#: Job attributes whose change is an event (``updated_at`` alone is not: a re-send touches it).
+WATCHED = ("status", "stage", "progress", "error_code")
+
+#: Job states that end a job (as models.job.TERMINAL, repeated to keep the import one way).
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class JobLike(Protocol):
+    id: str
+    tenant_id: str
+    status: str
+    stage: str | None
+    progress: float
+    error_code: str | None
+    error_message: str | None
+    updated_at: datetime
+
+
+def cursor_of(moment: datetime) -> int:
+    """Microseconds since the epoch: the ``id`` of an event, and what ``Last-Event-ID`` resumes from."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def moment_of(cursor: int) -> datetime:
+    return _EPOCH + cursor * _MICROSECOND
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What a client sees of a job as it moves: small enough for a NOTIFY payload."""
+
+    job_id: str
+    tenant_id: str
+    status: str
+    stage: str | None
+    progress: float
+    error_code: str | None
+    error_message: str | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: JobLike) -> JobState:
+        return cls(job.id, job.tenant_id, job.status, job.stage, float(job.progress or 0.0), job.error_code,
+                   job.error_message, job.updated_at)  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> JobState:
+        """A state from a row of ``models.job.STATE_COLUMNS``."""
+        return cls(*row)
+
+    @property
+    def cursor(self) -> int:
+        return cursor_of(self.updated_at)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def visible(self) -> tuple[Any, ...]:
+        """What a client can tell apart: two states with the same ``visible`` are one event."""
+        stage = self.stage if self.status == "processing" else None
+        return self.status, stage, round(self.progress, 4), self.error_code
+
+    def public(self) -> dict[str, Any]:
+        """The event's ``data``: the job's moving parts, shaped as in ``GET /v1/jobs/{id}``."""
+        error = None if self.error_code is None else {"code": self.error_code, "message": self.error_message}
+        return {
+            "job_id": self.job_id,
+            "status": self.status,
+            "stage": self.visible[1],
+            "progress": round(self.progress, 4),
+            "error": error,
+            "updated_at": self.updated_at.isoformat().replace("+00:00", "Z"),
+        }
+
+    def payload(self) -> str:
+        message = self.error_message[:MAX_ERROR_MESSAGE] if self.error_message else self.error_message
+        return json.dumps([self.job_id, self.tenant_id, self.status, self.stage, self.progress, self.error_code,
+                           message, self.cursor], separators=(",", ":"))  # fmt: skip
+
+    @classmethod
+    def from_payload(cls, payload: str) -> JobState:
+        """Raises ValueError (or TypeError) on a payload this module did not make."""
+        job_id, tenant_id, status, stage, progress, error_code, message, cursor = json.loads(payload)
+        return cls(str(job_id), str(tenant_id), str(status), stage, float(progress), error_code, message,
+                   moment_of(int(cursor)))  # fmt: skip
+
+
+def state_changed(job: object) -> bool:
+    """True when one of a flushed job's :data:`WATCHED` attributes changed."""
+    attrs = inspect(job).attrs
+    return any(attrs[name].history.has_changes() for name in WATCHED)
+
+
+def announce(session: Session, states: list[JobState]) -> None:
+    """NOTIFY listeners of ``states`` when the session's transaction commits (PostgreSQL only).
+
+    A no-op on other databases, whose listeners poll.
+    """
+    if not states or session.get_bind().dialect.name != "postgresql":
+        return
+    for state in states:
+        session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": state.payload()})
