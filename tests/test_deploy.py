@@ -609,3 +609,11 @@ def test_readme_lists_every_metric_and_explains_reading_the_queues() -> None:
     deploy = (DEPLOY / "README.md").read_text()
     assert "unacked" in deploy.lower() and "prefetch" in deploy.lower()
     assert "growing `Ready` count" not in deploy, "Ready stays 0 under prefetch: that advice was wrong"
+
+def test_nginx_passes_event_streams_through_unbuffered() -> None:
+    directives = re.sub(r"#.*", "", (DEPLOY / "nginx.conf").read_text())
+    block = re.search(r"location\s+~\s+\^/v1/\(events\|jobs/\[\^/\]\+/events\)\$\s*\{([^}]*)\}", directives)
+    assert block, "the SSE routes need a location of their own"
+    assert re.search(r"^\s*proxy_buffering\s+off;", block.group(1), re.M)
+    timeout = re.search(r"^\s*proxy_read_timeout\s+(\d+)s;", block.group(1), re.M)
+    assert timeout and int(timeout.group(1)) > 600, "longer than a stream's longest life (CHUTE_SSE_MAX_STREAM_SECONDS)"

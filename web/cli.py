@@ -89,7 +89,8 @@ def cmd_web(args: argparse.Namespace) -> int:
         sys.executable, "-m", "gunicorn",
         "--worker-class", "gthread",
         "--workers", str(args.workers or settings.web_workers),
-        "--threads", str(args.threads or settings.web_threads),
+        # Each live-progress stream holds a thread: they get threads of their own beyond the API's.
+        "--threads", str((args.threads or settings.web_threads) + settings.sse_max_streams),
         "--bind", args.bind,
         "--timeout", "120",
         "--graceful-timeout", "30",

@@ -37,6 +37,8 @@ POLL_BATCH = 1000
 POLL_OVERLAP = timedelta(seconds=5)
 #: Events a slow stream may have waiting; past it the stream is told to catch up from the database.
 QUEUE_SIZE = 1000
+#: The listener connection's application_name, so operators (and tests) can find it in pg_stat_activity.
+LISTENER_NAME = "chute-events"
 #: Seconds between attempts to re-open the LISTEN connection after it broke.
 RECONNECT_DELAY = 1.0
 
@@ -169,7 +171,7 @@ class Hub:
         first = True
         while not self.stopping.is_set():
             try:
-                with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+                with psycopg.connect(dsn, autocommit=True, connect_timeout=10, application_name=LISTENER_NAME) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     if not first:
                         self.resync()  # what committed while we were away
