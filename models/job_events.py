@@ -94,18 +94,6 @@ class JobState:
         stage = self.stage if self.status == "processing" else None
         return self.status, stage, round(self.progress, 4), self.error_code
 
-    def public(self) -> dict[str, Any]:
-        """The event's ``data``: the job's moving parts, shaped as in ``GET /v1/jobs/{id}``."""
-        error = None if self.error_code is None else {"code": self.error_code, "message": self.error_message}
-        return {
-            "job_id": self.job_id,
-            "status": self.status,
-            "stage": self.visible[1],
-            "progress": round(self.progress, 4),
-            "error": error,
-            "updated_at": self.updated_at.isoformat().replace("+00:00", "Z"),
-        }
-
     def payload(self) -> str:
         message = self.error_message[:MAX_ERROR_MESSAGE] if self.error_message else self.error_message
         return json.dumps([self.job_id, self.tenant_id, self.status, self.stage, self.progress, self.error_code,

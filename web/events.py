@@ -16,7 +16,6 @@ reconnects with Last-Event-ID) so long-lived streams spread over processes again
 
 from __future__ import annotations
 
-import json
 import queue
 import time
 from collections import OrderedDict
@@ -24,8 +23,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Response, request
-from flask.typing import ResponseReturnValue
+from flask import Blueprint, Response
 
 from models import job as jobs
 from models.db import read_scope, utcnow
@@ -33,7 +31,9 @@ from models.job_events import JobState, cursor_of, moment_of
 from models.settings import Settings
 from models.settings import current_settings as settings
 from web.auth import require_tenant, tenant_id
+from web.contract import Reply, operation
 from web.event_hub import Hub, Resync, Subscription, hub
+from web.schemas.events import EventError, EventStreamHeaders, JobEvent, ReadyEvent
 
 bp = Blueprint("events", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
@@ -51,10 +51,16 @@ REMEMBERED = 10_000
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
-def frame(event: str, data: Any, event_id: int | None = None) -> str:
+def frame(event: str, data: JobEvent | ReadyEvent, event_id: int | None = None) -> str:
     """One event in the text/event-stream format."""
     head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    return f"{head}event: {event}\ndata: {data.model_dump_json()}\n\n"
+
+
+def job_event(state: JobState) -> JobEvent:
+    error = None if state.error_code is None else EventError(code=state.error_code, message=state.error_message)
+    return JobEvent(job_id=state.job_id, status=state.status, stage=state.visible[1],  # type: ignore[arg-type]
+                    progress=round(state.progress, 4), error=error, updated_at=state.updated_at)  # fmt: skip
 
 
 def event_name(previous: tuple[Any, ...] | None, state: JobState) -> str:
@@ -66,12 +72,6 @@ def event_name(previous: tuple[Any, ...] | None, state: JobState) -> str:
     if previous[1] != state.stage:
         return "stage"
     return "progress"
-
-
-def last_event_id() -> int | None:
-    """The client's resume point; anything that is not one of our ids is ignored."""
-    raw = request.headers.get("Last-Event-ID", "").strip()
-    return int(raw) if raw.isdigit() and len(raw) < 20 else None
 
 
 class Stream:
@@ -110,7 +110,7 @@ class Stream:
         self.sent.move_to_end(state.job_id)
         if len(self.sent) > REMEMBERED:
             self.sent.popitem(last=False)
-        yield frame(event_name(previous, state), state.public(), self.event_id(state))
+        yield frame(event_name(previous, state), job_event(state), self.event_id(state))
         self.finished = self.ends_with(state)
 
     def event_id(self, state: JobState) -> int:
@@ -157,7 +157,7 @@ class TenantStream(Stream):
 
     def opening(self) -> Iterator[str]:
         if self.resume_from is None:
-            yield frame("ready", {"resume_from": self.cursor}, self.cursor)
+            yield frame("ready", ReadyEvent(resume_from=self.cursor), self.cursor)
             return
         for state in self.catch_up():
             yield from self.render(state)
@@ -177,8 +177,30 @@ def _respond(stream: Stream) -> Response:
     return Response(stream, mimetype="text/event-stream", headers=STREAM_HEADERS)
 
 
+#: What the stream answers carry, for the document.
+STREAM_REPLY_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no: proxies must pass events on at once"}
+#: Past the bounds on open streams: per tenant 429, per process 503, both with Retry-After.
+STREAM_ERRORS = {429: ["too_many_streams"], 503: ["too_many_streams"]}
+
+
 @bp.get("/jobs/<job_id>/events")
-def job_events(job_id: str) -> ResponseReturnValue:
+@operation(
+    "streamJobEvents",
+    tags=["events"],
+    summary="Follow one job live (Server-Sent Events)",
+    description="Events `status` (first, and on each status change), `stage`, `progress`, then the terminal "
+    "`job.completed`, `job.failed` or `job.cancelled`, after which the stream ends. Every event's data is a "
+    "JobEvent and its id a resume point: reconnect with `Last-Event-ID` to get the job's state if it moved. "
+    "A comment line every few seconds is a heartbeat.",
+    headers=EventStreamHeaders,
+    responses={
+        200: Reply(JobEvent, "a text/event-stream of JobEvent data", media_type="text/event-stream",
+                   headers=STREAM_REPLY_HEADERS),
+        204: Reply(None, "the job ended and Last-Event-ID is its terminal event: nothing more will come"),
+    },  # fmt: skip
+    errors={404: ["job_not_found"], **STREAM_ERRORS},
+)
+def job_events(job_id: str, headers: EventStreamHeaders) -> Response:
     """The job's live progress, ending with its terminal event; 204 when the client saw that already."""
     config = settings()
     events = hub(config)
@@ -189,7 +211,7 @@ def job_events(job_id: str) -> ResponseReturnValue:
     except BaseException:
         events.unsubscribe(subscription)
         raise
-    resumed = last_event_id() == first.cursor
+    resumed = headers.cursor == first.cursor
     if resumed and first.terminal:
         events.unsubscribe(subscription)
         return Response(status=204)  # an EventSource stops reconnecting on 204
@@ -197,8 +219,20 @@ def job_events(job_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/events")
-def tenant_events() -> ResponseReturnValue:
+@operation(
+    "streamEvents",
+    tags=["events"],
+    summary="Follow every job live (Server-Sent Events)",
+    description="The same events as a job's stream, for every job the credential may see, without end. "
+    "It opens with `ready` (a ReadyEvent whose id is a resume point); reconnecting with `Last-Event-ID` "
+    "sends each job changed since then, as it is now, before the live events.",
+    headers=EventStreamHeaders,
+    responses={200: Reply(JobEvent, "a text/event-stream of JobEvent data (and one ReadyEvent)",
+                          media_type="text/event-stream", headers=STREAM_REPLY_HEADERS)},  # fmt: skip
+    errors=STREAM_ERRORS,
+)
+def tenant_events(headers: EventStreamHeaders) -> Response:
     """Live progress of every job the credential may see."""
     config = settings()
     events = hub(config)
-    return _respond(TenantStream(events, events.subscribe(tenant_id()), config, last_event_id()))
+    return _respond(TenantStream(events, events.subscribe(tenant_id()), config, headers.cursor))
