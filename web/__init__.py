@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from actors.storage import open_store
     from actors.url_guard import UrlGuard
-    from web import cors, errors, events, jobs, ops, service, tenant, tokens, tus, uploads
+    from web import cors, errors, events, jobs, ops, page, service, tenant, tokens, tus, uploads
     from web.proxies import TrustedProxyFix
 
     app = Flask(__name__)
@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(tenant.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(events.bp)
+    app.register_blueprint(page.bp)
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     app.register_blueprint(tus.bp)
     app.register_blueprint(tokens.bp)
