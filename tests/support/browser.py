@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,19 @@ def require_chromium() -> None:
 
 
 class PageErrors:
-    """JavaScript exceptions and console errors seen on a page."""
+    """JavaScript exceptions and console errors seen on a page (but those a test caused on purpose)."""
 
     def __init__(self) -> None:
         self.messages: list[str] = []
+        self.expected: list[str] = []
+
+    def allow(self, fragment: str) -> None:
+        """Errors containing ``fragment`` are expected (say, connections the test itself cuts)."""
+        self.expected.append(fragment)
 
     def check(self) -> None:
-        assert not self.messages, "the page reported errors:\n" + "\n".join(self.messages)
+        unexpected = [m for m in self.messages if not any(f in m for f in self.expected)]
+        assert not unexpected, "the page reported errors:\n" + "\n".join(unexpected)
 
 
 @pytest.fixture
@@ -108,12 +115,25 @@ def drop_files(page: Any, selector: str, files: list[tuple[str, str, bytes]]) ->
         page.dispatch_event(selector, event, {"dataTransfer": transfer})
 
 
+def poll(page: Any, predicate: Callable[[], Any], timeout: float = TIMEOUT_MS / 1000, what: str = "condition") -> Any:
+    """Call ``predicate`` until it is truthy, letting the page run meanwhile; returns its value.
+
+    Waiting through the page (not time.sleep) matters: Playwright's sync API runs route handlers
+    and event listeners only while the test is inside a Playwright call.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        page.wait_for_timeout(100)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
 def wait_for(page: Any, expression: str, timeout: float = TIMEOUT_MS / 1000, what: str = "") -> Any:
     """Poll a JavaScript expression until it is truthy; returns its value.
 
     (Playwright's wait_for_function evaluates strings with eval, which chute's Content-Security-Policy
     rightly forbids; page.evaluate goes through the DevTools protocol instead.)
     """
-    from tests.support.services import wait_until
-
-    return wait_until(lambda: page.evaluate(expression), timeout, interval=0.1, what=what or expression)
+    return poll(page, lambda: page.evaluate(expression), timeout, what or expression)
