@@ -194,7 +194,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     """Upload files through the chunked API; with --wait, follow each job to its end."""
     import urllib3
 
-    from web.client import Api, ClientError, upload_file, wait_for_job
+    from web.client import Api, ClientError, UploadInterrupted, upload_file, wait_for_job
 
     settings = Settings.from_env()
     api_key = args.api_key or settings.api_key
@@ -216,10 +216,20 @@ def cmd_upload(args: argparse.Namespace) -> int:
             print(f"chute upload: {path}: {e}", file=sys.stderr)
             failed = True
             continue
+        except (UploadInterrupted, KeyboardInterrupt) as e:
+            return _interrupted(path, getattr(e, "upload_id", None))
         print(json.dumps({"file": str(path), "job_id": job["job_id"], "status": job["status"],
                           "error": job.get("error")}))  # fmt: skip
         failed = failed or job["status"] in ("failed", "cancelled")
     return 1 if failed else 0
+
+
+def _interrupted(path: Path, upload_id: str | None) -> int:
+    """Ctrl-C: say how to go on, and leave now (chunks in flight are dropped; the server keeps the rest)."""
+    hint = f"; send the rest with: chute upload {path} --resume {upload_id}" if upload_id else ""
+    print(f"\nchute upload: interrupted{hint}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(130)  # not sys.exit: that would wait for the chunk uploads still in flight
 
 
 def _redact(url: str) -> str:

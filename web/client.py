@@ -2,7 +2,8 @@
 
 It hashes the file, opens an upload, sends the chunks the server does not have yet (several
 at a time, each with its Content-Digest, retried with backoff), completes it and, with
-``--wait``, polls the job. An interrupted upload is resumed with ``--resume UPLOAD_ID``.
+``--wait``, polls the job. An interrupted upload (Ctrl-C) is resumed with ``--resume UPLOAD_ID``,
+which first checks that the file is the one the upload was opened for.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 import sys
 import threading
 import time
@@ -60,24 +62,76 @@ class Api:
         raise ClientError(f"{method} {path} failed {ATTEMPTS} times: {error}")
 
 
-class Progress:
-    """A one-line progress bar on a terminal (plain lines otherwise)."""
+class UploadInterrupted(Exception):
+    """Ctrl-C during an upload: what the server has is kept, and ``--resume upload_id`` sends the rest."""
 
-    def __init__(self, name: str, total: int, out: TextIO):
+    def __init__(self, upload_id: str | None):
+        super().__init__(upload_id)
+        self.upload_id = upload_id
+
+
+#: Least time between two redraws of the bar on a terminal, and between two lines elsewhere.
+REDRAW_SECONDS, LINE_SECONDS = 0.1, 5.0
+#: The bar's width in characters.
+BAR_WIDTH = 30
+
+
+class Progress:
+    """A one-line progress bar with rate and ETA on a terminal (a line now and then otherwise).
+
+    ``already`` bytes were on the server before this run: they fill the bar but not the rate.
+    Each redraw returns to the line's start and clears to its end, and is cut to the terminal's
+    width, so a shorter line or a narrow window leaves no stray characters.
+    """
+
+    def __init__(self, name: str, total: int, out: TextIO, already: int = 0):
         self.name, self.total, self.out = name, max(total, 1), out
-        self.done = 0
+        self.done = self.already = already
         self.lock = threading.Lock()
         self.started = time.monotonic()
+        self.drawn = 0.0
+        self.tty = out.isatty()
 
     def add(self, size: int) -> None:
         with self.lock:
             self.done += size
-            fraction = self.done / self.total
-            rate = self.done / max(time.monotonic() - self.started, 1e-6) / 1e6
-            bar = "#" * int(fraction * 30)
-            end = "\r" if self.out.isatty() else "\n"
-            self.out.write(f"{self.name}: [{bar:<30}] {fraction:6.1%} {rate:7.1f} MB/s{end}")
+            now = time.monotonic()
+            final = self.done >= self.total
+            if not final and now - self.drawn < (REDRAW_SECONDS if self.tty else LINE_SECONDS):
+                return
+            self.drawn = now
+            line = self.line(now)
+            if self.tty:
+                width = shutil.get_terminal_size((80, 24)).columns
+                self.out.write("\r" + line[: width - 1] + "\x1b[K")
+            else:
+                self.out.write(line + "\n")
             self.out.flush()
+
+    def line(self, now: float) -> str:
+        fraction = min(self.done / self.total, 1.0)
+        elapsed = max(now - self.started, 1e-6)
+        rate = (self.done - self.already) / elapsed
+        if self.done >= self.total:
+            eta = f"in {_clock(elapsed)}"
+        elif rate > 0:
+            eta = f"ETA {_clock((self.total - self.done) / rate)}"
+        else:
+            eta = "ETA --:--"
+        bar = "#" * int(fraction * BAR_WIDTH)
+        return f"{self.name}: [{bar:<{BAR_WIDTH}}] {fraction:6.1%} {rate / 1e6:7.1f} MB/s {eta}"
+
+    def finish(self) -> None:
+        """End the bar's line (on a terminal the cursor is still on it)."""
+        if self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def sha256_of(path: Path) -> str:
@@ -98,28 +152,58 @@ def upload_file(
     parallel: int = 4,
     out: TextIO = sys.stderr,
 ) -> dict[str, Any]:
-    """Upload ``path`` (or finish the upload ``resume``) and complete it; returns the complete answer."""
-    if resume:
-        upload = api.call("GET", f"/v1/uploads/{resume}")
-        upload_id, size, chunk_size, missing = resume, upload["size"], upload["chunk_size"], upload["missing"]
-    else:
-        size = path.stat().st_size
-        spec: dict[str, Any] = {"filename": path.name, "size": size, "sha256": sha256_of(path)}
-        if chunk_size:
-            spec["chunk_size"] = chunk_size
-        if webhook_url:
-            spec["webhook_url"] = webhook_url
-        created = api.call("POST", "/v1/uploads", json_body=spec)
-        upload_id, chunk_size, missing = (
-            created["upload_id"],
-            created["chunk_size"],
-            list(range(created["chunk_count"])),
-        )
-        out.write(
-            f"{path.name}: upload {upload_id} ({created['chunk_count']} chunks; resume with --resume {upload_id})\n"
-        )
-    progress = Progress(path.name, size, out)
-    progress.add(size - sum(min(chunk_size, size - i * chunk_size) for i in missing))
+    """Upload ``path`` (or finish the upload ``resume``) and complete it; returns the complete answer.
+
+    Raises:
+        ClientError: the API refused a request, or ``path`` is not the file of ``resume``.
+        UploadInterrupted: Ctrl-C; the chunks that arrived are kept for a ``--resume``.
+    """
+    upload_id = resume
+    try:
+        if resume:
+            upload = api.call("GET", f"/v1/uploads/{resume}")
+            check_same_file(path, upload)
+            size, chunk_size, missing = upload["size"], upload["chunk_size"], upload["missing"]
+        else:
+            size = path.stat().st_size
+            spec: dict[str, Any] = {"filename": path.name, "size": size, "sha256": sha256_of(path)}
+            if chunk_size:
+                spec["chunk_size"] = chunk_size
+            if webhook_url:
+                spec["webhook_url"] = webhook_url
+            created = api.call("POST", "/v1/uploads", json_body=spec)
+            upload_id, chunk_size = created["upload_id"], created["chunk_size"]
+            missing = list(range(created["chunk_count"]))
+            out.write(f"{path.name}: upload {upload_id} ({created['chunk_count']} chunks; "
+                      f"resume with --resume {upload_id})\n")  # fmt: skip
+        assert chunk_size is not None
+        already = size - sum(min(chunk_size, size - i * chunk_size) for i in missing)
+        progress = Progress(path.name, size, out, already=already)
+        _send_chunks(api, path, str(upload_id), chunk_size, missing, progress, parallel)
+        progress.finish()
+        return dict(api.call("POST", f"/v1/uploads/{upload_id}/complete"))
+    except KeyboardInterrupt:
+        raise UploadInterrupted(upload_id) from None
+
+
+def check_same_file(path: Path, upload: dict[str, Any]) -> None:
+    """Refuse to resume ``upload`` with a different file (its job would fail ``checksum_mismatch``).
+
+    Raises:
+        ClientError: the sizes differ, or the digest the upload was opened with is not the file's.
+    """
+    size = path.stat().st_size
+    if size != upload["size"]:
+        raise ClientError(f"{path} has {size} bytes but upload {upload['upload_id']} is for "
+                          f"{upload['size']} bytes ({upload['filename']}): not the same file")  # fmt: skip
+    if upload.get("sha256") and sha256_of(path) != upload["sha256"]:
+        raise ClientError(f"{path} is not the file upload {upload['upload_id']} was opened for "
+                          f"({upload['filename']}): its SHA-256 differs")  # fmt: skip
+
+
+def _send_chunks(api: Api, path: Path, upload_id: str, chunk_size: int, missing: list[int], progress: Progress,
+                 parallel: int) -> None:  # fmt: skip
+    """PUT the ``missing`` chunks, ``parallel`` at a time; on Ctrl-C, stop at once (queued ones are dropped)."""
 
     def send(index: int) -> None:
         with open(path, "rb") as f:
@@ -130,11 +214,14 @@ def upload_file(
                  headers={"Content-Digest": digest, "Content-Type": "application/octet-stream"})  # fmt: skip
         progress.add(len(data))
 
-    with ThreadPoolExecutor(parallel) as pool:
-        list(pool.map(send, missing))
-    if out.isatty():
-        out.write("\n")
-    return dict(api.call("POST", f"/v1/uploads/{upload_id}/complete"))
+    pool = ThreadPoolExecutor(parallel)
+    try:
+        for future in [pool.submit(send, index) for index in missing]:
+            future.result()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def wait_for_job(api: Api, job_id: str, out: TextIO = sys.stderr, poll: float = 0.5) -> dict[str, Any]:

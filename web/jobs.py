@@ -174,7 +174,8 @@ def _serve(key: str, filename: str, content_type: str) -> ResponseReturnValue:
     url = store.presigned_get(key, cfg.presign_ttl_seconds, filename)
     if url is not None:
         return redirect(url, code=302)
-    response = Response(stream_with_context(store.iter_object(key)), mimetype=content_type)
+    # content_type, not mimetype: Flask would append a second "; charset=utf-8" to a text type.
+    response = Response(stream_with_context(store.iter_object(key)), content_type=content_type)
     response.headers["Content-Disposition"] = content_disposition(filename)
     return response
 

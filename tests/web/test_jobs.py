@@ -67,6 +67,14 @@ def test_chunked_pdf_out_of_order_gives_text_per_page(api, drain) -> None:  # ty
     assert "text" in {d["name"] for d in result["derivatives"]}
 
 
+def test_the_text_derivative_names_its_charset_once(client, tenant, api, drain) -> None:  # type: ignore[no-untyped-def]
+    out = chunked_upload(api, sample_pdf(), filename="doc.pdf", chunk_size=4096)
+    drain()
+    response = client.get(f"/v1/jobs/{out['job_id']}/derivatives/text", headers=tenant.headers)
+    assert response.status_code == 200 and b"marker-2-" in response.data
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
 def test_corrupt_pdf_fails_with_a_specific_code_and_a_signed_webhook(client, tenant, drain, api) -> None:  # type: ignore[no-untyped-def]
     with WebhookReceiver(secret=tenant.webhook_secret) as receiver:
         response = one_shot(client, tenant, [("broken.pdf", corrupt_pdf())], webhook_url=receiver.url())
