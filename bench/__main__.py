@@ -22,6 +22,7 @@ BENCHMARKS = {
     "extract": "bench.extract",
     "peers": "bench.peers.compare",
     "tus": "bench.tus",
+    "sse": "bench.sse",
 }
 
 

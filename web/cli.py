@@ -85,12 +85,15 @@ def cmd_web(args: argparse.Namespace) -> int:
         return 2
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     _tune_malloc()
+    threads = (args.threads or settings.web_threads) + settings.sse_max_streams
     argv = [
         sys.executable, "-m", "gunicorn",
         "--worker-class", "gthread",
         "--workers", str(args.workers or settings.web_workers),
-        # Each live-progress stream holds a thread: they get threads of their own beyond the API's.
-        "--threads", str((args.threads or settings.web_threads) + settings.sse_max_streams),
+        # Each live-progress stream holds a thread: they get threads of their own beyond the API's,
+        # and room among gthread's connections (default 1000) beside the API's keep-alive ones.
+        "--threads", str(threads),
+        "--worker-connections", str(max(1000, 2 * threads)),
         "--bind", args.bind,
         "--timeout", "120",
         "--graceful-timeout", "30",
