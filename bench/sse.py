@@ -169,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         streams = Streams(host, int(port), key)
         stack.callback(streams.close)
         step = [0.0]
+        api_p50(api, job_id)  # warm-up: the first requests pay for imports, pools and caches
         base_rss = rss_kib(worker_pid)
         ceiling_p50 = api_p50(api, job_id)
         for level in levels[1:]:
