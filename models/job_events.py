@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import inspect, text
 from sqlalchemy.orm import Session
@@ -35,17 +35,6 @@ TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-
-
-class JobLike(Protocol):
-    id: str
-    tenant_id: str
-    status: str
-    stage: str | None
-    progress: float
-    error_code: str | None
-    error_message: str | None
-    updated_at: datetime
 
 
 def cursor_of(moment: datetime) -> int:
@@ -71,7 +60,8 @@ class JobState:
     updated_at: datetime
 
     @classmethod
-    def of(cls, job: JobLike) -> JobState:
+    def of(cls, job: Any) -> JobState:
+        """The state of a ``models.job.Job`` (this module does not import it: models.job imports this one)."""
         return cls(job.id, job.tenant_id, job.status, job.stage, float(job.progress or 0.0), job.error_code,
                    job.error_message, job.updated_at)  # fmt: skip
 
