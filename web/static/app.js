@@ -5,6 +5,8 @@
 // (/v1/events) drives every progress bar, the job list and the job page.
 
 const KEY = "chute.credential";
+//: "token" when the credential is an upload token: it may upload and read its own jobs, not list.
+const MODE = "chute.mode";
 //: Files up to this size are kept in IndexedDB, so a reload resumes them with no action; larger
 //: ones resume when the same file is dropped again.
 const KEEP_FILES_UP_TO = 256 * 1024 * 1024;
@@ -784,6 +786,7 @@ async function renderDeliveries(jobId, node) {
 
 function signOut(message) {
   localStorage.removeItem(KEY);
+  localStorage.removeItem(MODE);
   live.stop();
   route();
   if (message) $("sign-in-error").textContent = message;
@@ -794,14 +797,16 @@ async function signIn(event) {
   const value = $("credential").value.trim();
   if (!value) return;
   localStorage.setItem(KEY, value);
+  localStorage.setItem(MODE, "key");
   try {
     await api("GET", "/v1/jobs?limit=1");
   } catch (e) {
-    if (e.status !== 403) { // an upload token may not list jobs, and that is fine
+    if (e.status !== 403) {
       localStorage.removeItem(KEY);
       $("sign-in-error").textContent = e.status === 401 ? "That credential was refused." : e.message;
       return;
     }
+    localStorage.setItem(MODE, "token"); // an upload token: it may not list jobs, and that is fine
   }
   $("credential").value = "";
   $("sign-in-error").textContent = "";
@@ -819,9 +824,11 @@ function show(section) {
 function route() {
   const signedIn = Boolean(credential());
   $("sign-out").hidden = !signedIn;
-  $("who").textContent = signedIn ? `${credential().slice(0, 10)}…` : "";
+  const token = localStorage.getItem(MODE) === "token";
+  $("who").textContent = signedIn ? (token ? "upload token" : `${credential().slice(0, 10)}…`) : "";
+  document.querySelector('[data-nav="jobs"]').hidden = token;
   if (!signedIn) { show("sign-in"); return; }
-  const hash = location.hash || "#/";
+  const hash = token && location.hash === "#/jobs" ? "#/" : location.hash || "#/";
   if (hash.startsWith("#/jobs/")) {
     show("job");
     showJob(decodeURIComponent(hash.slice("#/jobs/".length)));
