@@ -12,7 +12,7 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, case, event, select, update
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, case, event, select, update
 from sqlalchemy.orm import Mapped, Session, defer, mapped_column
 
 from models import job_events
@@ -73,6 +73,9 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None]
     #: The upload token whose upload made this job (None: an API key).
     credential_id: Mapped[str | None] = mapped_column(String(40), index=True)
+
+    #: Live progress reads a tenant's jobs changed since a moment (``changed_since``).
+    __table_args__ = (Index("ix_jobs_tenant_id_updated_at", "tenant_id", "updated_at"),)
 
     @property
     def terminal(self) -> bool:
