@@ -7,25 +7,18 @@ Without chromium this skips on a laptop and fails under CI.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import ADMIN_TOKEN, Stack
 from tests.e2e.test_pipeline import wait_for_job
+from tests.support.browser import browser_context  # noqa: F401, F811  (the fixture)
 from tests.support.uploading import chunked_upload
 
-#: Debian's chromium, and the flags that keep it quiet and self-contained in a sandboxed CI.
-CHROMIUM = os.environ.get("CHUTE_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 #: Bytes that look like a PDF but are not one: extract fails them ``corrupt_file`` after storing them.
 CORRUPT_PDF = b"%PDF-1.7\n" + b"\x00 not a pdf at all " * 40
 #: Milliseconds Playwright waits for the page to show something (generous: the machine is shared).
@@ -33,24 +26,9 @@ WAIT_MS = 30_000
 
 
 @pytest.fixture
-def page() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing (CI installs chromium)")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    profile = tempfile.mkdtemp(prefix="chute-ops-chromium-")
-    try:
-        with sync_playwright() as playwright:
-            # a fresh profile directory per test (Playwright's name for --user-data-dir)
-            context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-            )
-            try:
-                yield context.new_page()
-            finally:
-                context.close()
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+def page(browser_context: Any) -> Any:  # noqa: F811
+    """A page of Debian's chromium with a fresh profile (tests/support/browser.py)."""
+    return browser_context.new_page()
 
 
 def _row(page: Any, table: str, key: str) -> Any:
