@@ -7,6 +7,7 @@ Without RabbitMQ or PostgreSQL these tests skip on a laptop, but fail under CI (
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,18 +61,16 @@ def _require_services() -> None:
         pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    _require_services()
-    log_dir = tmp_path_factory.mktemp("e2e")
+@contextlib.contextmanager
+def running_stack(log_dir: Path, storage_url: str, proxy: Any = None, **settings: str) -> Iterator[Stack]:
+    """chute web and chute worker on a fresh database and queue prefix, storing at ``storage_url``,
+    with the e2e settings (short webhook and retry timings), a tenant's key and another's."""
     with services.postgres_database() as database_url, services.rabbitmq_prefix() as prefix:
-        moto = services.MotoServer(log_dir).start()
-        proxy = services.TcpProxy(moto.port)
         env = services.chute_env(
             os.environ,
             database_url=database_url,
             broker_url=services.RABBITMQ_URL,
-            storage_url=services.s3_url("127.0.0.1", proxy.port, BUCKET),
+            storage_url=storage_url,
             staging_dir=str(log_dir / "staging"),
             queue_prefix=prefix,
             webhook_allowed_hosts="loopback",
@@ -82,10 +81,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             max_backoff_ms="2000",
             max_retries="12",
             sweep_interval_seconds="0",
-            admin_token=ADMIN_TOKEN,
-            # The same S3 server under another name, as clients outside would reach it.
-            storage_public_url=f"http://localhost:{proxy.port}",
             secret_key="e2e-secret-key",
+            **settings,
         )
         web = worker = receiver = None
         try:
@@ -104,5 +101,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     process.stop()
             if receiver is not None:
                 receiver.close()
-            proxy.close()
-            moto.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    _require_services()
+    log_dir = tmp_path_factory.mktemp("e2e")
+    moto = services.MotoServer(log_dir).start()
+    proxy = services.TcpProxy(moto.port)
+    try:
+        with running_stack(
+            log_dir,
+            services.s3_url("127.0.0.1", proxy.port, BUCKET),
+            proxy,
+            admin_token=ADMIN_TOKEN,
+            # The same S3 server under another name, as clients outside would reach it.
+            storage_public_url=f"http://localhost:{proxy.port}",
+        ) as stack:
+            yield stack
+    finally:
+        proxy.close()
+        moto.stop()
