@@ -5,7 +5,7 @@ reading a tenant's jobs updated after a moment, oldest first; without this index
 every job the tenant ever had.
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0004
 Create Date: 2026-11-22 23:58:00
 
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | Sequence[str] | None = "0006"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
