@@ -120,7 +120,7 @@ HEAVY_COLUMNS = (Job.result, Job.parts)
 
 #: The columns of a ``job_events.JobState``, in its order.
 STATE_COLUMNS = (Job.id, Job.tenant_id, Job.status, Job.stage, Job.progress, Job.error_code, Job.error_message,
-                 Job.updated_at)  # fmt: skip
+                 Job.updated_at, Job.credential_id)  # fmt: skip
 
 
 @event.listens_for(Session, "after_flush")
@@ -131,15 +131,15 @@ def _announce_changes(session: Session, _context: object) -> None:
     job_events.announce(session, [job_events.JobState.of(j) for j in jobs])
 
 
-def changed_since(session: Session, tenant_ids: list[str], since: datetime, limit: int) -> list[job_events.JobState]:
-    """The states of the tenants' jobs updated after ``since``, oldest change first (resume and polling)."""
-    query = (
-        select(*STATE_COLUMNS)
-        .where(Job.tenant_id.in_(tenant_ids), Job.updated_at > since)
-        .order_by(Job.updated_at)
-        .limit(limit)
-    )
-    return [job_events.JobState.from_row(row) for row in session.execute(query)]
+def changed_since(
+    session: Session, tenant_ids: list[str], since: datetime, limit: int, credential_id: str | None = None
+) -> list[job_events.JobState]:
+    """The states of the tenants' jobs (only ``credential_id``'s, if given) updated after ``since``,
+    oldest change first (resume and polling)."""
+    query = select(*STATE_COLUMNS).where(Job.tenant_id.in_(tenant_ids), Job.updated_at > since)
+    if credential_id is not None:
+        query = query.where(Job.credential_id == credential_id)
+    return [job_events.JobState.from_row(row) for row in session.execute(query.order_by(Job.updated_at).limit(limit))]
 
 
 def get_job(session: Session, tenant_id: str, job_id: str, *, for_update: bool = False, view_only: bool = False) -> Job:

@@ -58,12 +58,14 @@ class JobState:
     error_code: str | None
     error_message: str | None
     updated_at: datetime
+    #: The upload token that made the job (None: an API key): a token sees only its own jobs.
+    credential_id: str | None = None
 
     @classmethod
     def of(cls, job: Any) -> JobState:
         """The state of a ``models.job.Job`` (this module does not import it: models.job imports this one)."""
         return cls(job.id, job.tenant_id, job.status, job.stage, float(job.progress or 0.0), job.error_code,
-                   job.error_message, job.updated_at)  # fmt: skip
+                   job.error_message, job.updated_at, job.credential_id)  # fmt: skip
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> JobState:
@@ -87,14 +89,14 @@ class JobState:
     def payload(self) -> str:
         message = self.error_message[:MAX_ERROR_MESSAGE] if self.error_message else self.error_message
         return json.dumps([self.job_id, self.tenant_id, self.status, self.stage, self.progress, self.error_code,
-                           message, self.cursor], separators=(",", ":"))  # fmt: skip
+                           message, self.cursor, self.credential_id], separators=(",", ":"))  # fmt: skip
 
     @classmethod
     def from_payload(cls, payload: str) -> JobState:
         """Raises ValueError (or TypeError) on a payload this module did not make."""
-        job_id, tenant_id, status, stage, progress, error_code, message, cursor = json.loads(payload)
+        job_id, tenant_id, status, stage, progress, error_code, message, cursor, credential_id = json.loads(payload)
         return cls(str(job_id), str(tenant_id), str(status), stage, float(progress), error_code, message,
-                   moment_of(int(cursor)))  # fmt: skip
+                   moment_of(int(cursor)), credential_id)  # fmt: skip
 
 
 def state_changed(job: object) -> bool:

@@ -68,6 +68,8 @@ class Subscription:
 
     tenant_id: str
     job_id: str | None = None
+    #: An upload token's id: it sees only the jobs it made (None: the whole tenant).
+    creator: str | None = None
     events: queue.Queue[JobState | Resync] = field(default_factory=lambda: queue.Queue(QUEUE_SIZE))
 
     def offer(self, item: JobState | Resync) -> None:
@@ -99,7 +101,7 @@ class Hub:
 
     # --- streams ----------------------------------------------------------------------
 
-    def subscribe(self, tenant_id: str, job_id: str | None = None) -> Subscription:
+    def subscribe(self, tenant_id: str, job_id: str | None = None, creator: str | None = None) -> Subscription:
         """A new subscription (release it with :meth:`unsubscribe`).
 
         Raises:
@@ -112,7 +114,7 @@ class Hub:
             held = self.by_tenant.setdefault(tenant_id, set())
             if len(held) >= self.settings.sse_max_streams_per_tenant:
                 raise TenantStreamLimit(f"at most {self.settings.sse_max_streams_per_tenant} event streams at once")
-            subscription = Subscription(tenant_id, job_id)
+            subscription = Subscription(tenant_id, job_id, creator)
             held.add(subscription)
             self.count += 1
             self._start_source()
@@ -139,6 +141,8 @@ class Hub:
             with self.lock:
                 targets = list(self.by_tenant.get(state.tenant_id, ()))
             for subscription in targets:
+                if subscription.creator is not None and subscription.creator != state.credential_id:
+                    continue
                 if subscription.job_id is None or subscription.job_id == state.job_id:
                     subscription.offer(state)
 

@@ -30,13 +30,16 @@ from models.db import read_scope, utcnow
 from models.job_events import JobState, cursor_of, moment_of
 from models.settings import Settings
 from models.settings import current_settings as settings
-from web.auth import require_tenant, tenant_id
+from web.auth import credential, require_tenant, tenant_id, token_allowed
 from web.contract import Reply, operation
 from web.event_hub import Hub, Resync, Subscription, hub
 from web.schemas.events import EventError, EventStreamHeaders, JobEvent, ReadyEvent
 
 bp = Blueprint("events", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
+# An upload token follows the jobs it made (web.auth checks a job id in the path is one of them;
+# the tenant stream shows it only its own).
+token_allowed("events.job_events", "events.tenant_events")
 
 #: How long a browser's EventSource waits before reconnecting, in milliseconds (the ``retry:`` field).
 RETRY_MS = 2000
@@ -170,7 +173,8 @@ class TenantStream(Stream):
     def catch_up(self) -> list[JobState]:
         since = moment_of(self.cursor) - RESUME_OVERLAP
         with read_scope() as session:
-            return jobs.changed_since(session, [self.subscription.tenant_id], since, CATCH_UP_LIMIT)
+            return jobs.changed_since(session, [self.subscription.tenant_id], since, CATCH_UP_LIMIT,
+                                      self.subscription.creator)  # fmt: skip
 
 
 def _respond(stream: Stream) -> Response:
@@ -204,7 +208,7 @@ def job_events(job_id: str, headers: EventStreamHeaders) -> Response:
     """The job's live progress, ending with its terminal event; 204 when the client saw that already."""
     config = settings()
     events = hub(config)
-    subscription = events.subscribe(tenant_id(), job_id)  # before reading: no change falls between
+    subscription = events.subscribe(tenant_id(), job_id, credential().creator)  # before reading: nothing falls between
     try:
         with read_scope() as session:
             first = JobState.of(jobs.get_job(session, tenant_id(), job_id, view_only=True))
@@ -235,4 +239,5 @@ def tenant_events(headers: EventStreamHeaders) -> Response:
     """Live progress of every job the credential may see."""
     config = settings()
     events = hub(config)
-    return _respond(TenantStream(events, events.subscribe(tenant_id()), config, headers.cursor))
+    subscription = events.subscribe(tenant_id(), creator=credential().creator)
+    return _respond(TenantStream(events, subscription, config, headers.cursor))

@@ -179,3 +179,21 @@ def test_a_stream_ends_after_its_longest_time(settings, opened, tenant) -> None:
     events = opened("/v1/events", tenant).rest()  # returns because the server ends the stream
     assert [e.event for e in events] == ["ready"]
     assert time.monotonic() - started < DEADLINE
+
+
+def test_an_upload_token_follows_only_the_jobs_it_made(api, client, opened, tenant, stub_worker) -> None:  # type: ignore[no-untyped-def]
+    def mint() -> TenantKeys:
+        response = client.post("/v1/upload-tokens", json={}, headers=tenant.headers)
+        assert response.status_code == 201, response.get_json()
+        return TenantKeys("token", tenant.tenant_id, response.get_json()["token"], "")
+
+    token, other = mint(), mint()
+    as_token = lambda *args, **kwargs: api(*args, key=token, **kwargs)  # noqa: E731
+    stream = opened("/v1/events", token)
+    assert stream.until(lambda e: True, "ready")[0].event == "ready"
+    chunked_upload(api, b"k" * 100, filename="key.txt", chunk_size=64)  # the API key's job: not the token's
+    mine = chunked_upload(as_token, b"t" * 100, filename="token.txt", chunk_size=64)["job_id"]
+    events = stream.until(lambda e: e.event == "job.completed" and e.json["job_id"] == mine, "the token's job")
+    assert {e.json["job_id"] for e in events} == {mine}
+    assert opened(f"/v1/jobs/{mine}/events", token).rest()[-1].event == "job.completed"
+    assert opened(f"/v1/jobs/{mine}/events", other).response.status_code == 404
