@@ -1,10 +1,8 @@
 """Browser tests: real headless Chromium (tests/support/browser.py) against chute web and chute
 worker as real processes on this run's PostgreSQL database and RabbitMQ queues.
 
-Objects are kept in a directory store here, which chute itself serves: a page can then show a
-thumbnail by fetching it with its credential. (On S3 a derivative is a presigned redirect to
-another origin, which a script may not read; images there need download links signed for a
-plain ``<img src>``.)
+Objects are kept in a directory store here (chute dev's), which chute serves itself; the e2e
+tests cover S3 and the signed links that let an ``<img src>`` follow its presigned redirect.
 """
 
 from __future__ import annotations
