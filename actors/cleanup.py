@@ -79,4 +79,7 @@ def sweep() -> dict[str, int]:
         SWEEPER_ACTIONS.labels(action).inc(count)
     if expired or resent or resumed:
         log.info("sweep: expired %d uploads, re-sent %d jobs, resumed %d", len(expired), resent, resumed)
+    from actors.retention import enforce_retention
+
+    enforce_retention()
     return {"expired_uploads": len(expired), "resent_jobs": resent, "resumed_jobs": resumed}

@@ -2,10 +2,19 @@
 
 ``notify(job_id)`` is the pipeline's last stage (it marks an extracted job completed) and is
 also sent when a job fails or is cancelled. It snapshots the event body once, so every
-retry is byte-identical under the same ``webhook-id``. Retries follow the
-``webhook_schedule`` with jitter, as delayed messages rather than a sleeping thread; a delay
-longer than ``MAX_HOP_SECONDS`` is taken in hops, because RabbitMQ closes the channel of a
-consumer holding an unacked (delayed) message past its consumer_timeout (Dramatiq #827).
+retry is byte-identical under the same ``webhook-id``, and hands the delivery to
+``deliver_webhook`` on a queue of its own (``webhooks``): a consumer that hangs holds webhook
+workers only, never a stage's. ``chute worker`` runs that queue in a worker group of its own.
+
+Each attempt is admitted by two guards first: the endpoint's circuit breaker
+(``models.endpoint``: a consumer that keeps failing is paused and probed later) and a cap on
+deliveries in flight per destination (Dramatiq's ``ConcurrentRateLimiter``, on Redis when
+configured), so one tenant's dead consumer cannot take every webhook worker either. An attempt
+that is not admitted is put off without counting.
+
+Retries follow the ``webhook_schedule`` with jitter, as delayed messages rather than a sleeping
+thread; a delay longer than ``MAX_HOP_SECONDS`` is taken in hops, because RabbitMQ closes the
+channel of a consumer holding an unacked (delayed) message past its consumer_timeout (Dramatiq #827).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 import dramatiq
@@ -24,6 +33,7 @@ import urllib3
 from actors.broker import broker
 from actors.metrics import job_ended, webhook_attempt
 from actors.url_guard import UrlGuard
+from actors.webhook_guards import admit, destination_slot, record_outcome
 from actors.webhooks import Outcome, deliver, event_id, headers
 from models import delivery
 from models import job as jobs
@@ -39,6 +49,8 @@ log = logging.getLogger(__name__)
 MAX_HOP_SECONDS = 10 * 60
 #: Jitter added to each scheduled delay, as a fraction of it, so retries do not stampede.
 JITTER = 0.1
+#: Seconds an attempt waits, with jitter, when its destination already has its fill in flight.
+BUSY_DELAY = (0.5, 2.0)
 
 settings = current_settings()
 
@@ -89,41 +101,51 @@ def notify(job_id: str) -> None:
             event.payload = json.dumps({"type": kind, "timestamp": iso(utcnow()), "data": data}, separators=(",", ":"))
             session.add(event)
         pending = event.status == delivery.PENDING and event.attempts == 0
-        tenant = session.get(Tenant, job.tenant_id)
-        assert tenant is not None
-        first = Prepared(event.id, event.url, event.payload.encode(), tenant.signing_secrets())
+        message_id = event.id
     if pending:
-        attempt_delivery(first.message_id, first)
+        deliver_webhook.send(message_id)
 
 
-@dramatiq.actor(broker=broker, actor_name="deliver_webhook", queue_name=settings.queue("notify"), max_retries=0)
+@dramatiq.actor(broker=broker, actor_name="deliver_webhook", queue_name=settings.queue("webhooks"), max_retries=0)
 def deliver_webhook(message_id: str) -> None:
-    """A scheduled retry of one event (the schedule is ours, so Dramatiq does not retry it)."""
+    """One attempt of one event, on the webhook queue (the schedule is ours, so Dramatiq does not retry it)."""
     attempt_delivery(message_id)
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """What one attempt sends, when the caller has just read it (saves a transaction)."""
+    """What one attempt sends."""
 
     message_id: str
+    tenant_id: str
     url: str
     body: bytes
     secrets: list[str]
 
 
-def attempt_delivery(message_id: str, prepared: Prepared | None = None) -> Outcome | None:
-    """Make one attempt if one is due, record it, and schedule the next if it failed."""
-    cfg = current_settings()
-    if prepared is None:
-        prepared = _prepare(message_id)
-        if prepared is None:
-            return None
-    url, body, secrets = prepared.url, prepared.body, prepared.secrets
+def attempt_delivery(message_id: str) -> Outcome | None:
+    """Make one attempt if one is due and admitted, record it, and schedule the next if it failed.
 
-    outcome = _send(url, body, secrets, message_id, cfg.webhook_timeout_seconds)
+    Returns:
+        The attempt's outcome; None when no attempt was made (not due, breaker open, destination busy).
+    """
+    cfg = current_settings()
+    prepared = _prepare(message_id)
+    if prepared is None:
+        return None
+    url, body, secrets = prepared.url, prepared.body, prepared.secrets
+    later = admit(prepared.tenant_id, url)
+    if later is not None:
+        _defer(message_id, later)
+        return None
+    with destination_slot(url) as acquired:
+        if not acquired:
+            _schedule(message_id, random.uniform(*BUSY_DELAY))
+            return None
+        outcome = _send(url, body, secrets, message_id, cfg.webhook_timeout_seconds)
     webhook_attempt(ok=outcome.ok, gone=outcome.gone, status_code=outcome.status_code,
                     seconds=outcome.duration_ms / 1000)  # fmt: skip
+    record_outcome(prepared.tenant_id, url, outcome)
     next_delay: float | None = None
     with session_scope() as session:
         event = session.get(delivery.WebhookEvent, message_id, with_for_update=True)
@@ -169,7 +191,17 @@ def _prepare(message_id: str) -> Prepared | None:
             return None
         tenant = session.get(Tenant, event.tenant_id)
         assert tenant is not None
-        return Prepared(message_id, event.url, event.payload.encode(), tenant.signing_secrets())
+        return Prepared(message_id, event.tenant_id, event.url, event.payload.encode(), tenant.signing_secrets())
+
+
+def _defer(message_id: str, until: datetime) -> None:
+    """Put an event off until ``until`` (its endpoint's breaker is open); its attempts do not move."""
+    with session_scope() as session:
+        event = session.get(delivery.WebhookEvent, message_id, with_for_update=True)
+        if event is None or event.status != delivery.PENDING:
+            return
+        event.next_attempt_at = until
+    _schedule(message_id, (until - utcnow()).total_seconds())
 
 
 def _send(url: str, body: bytes, secrets: list[str], message_id: str, timeout: float) -> Outcome:

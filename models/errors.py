@@ -84,6 +84,23 @@ class FileRejected(ChuteError):
     code = "file_rejected"
 
 
+class QuotaExceeded(ChuteError):
+    """A per-tenant quota is used up (429); ``details`` names the quota, its limit and the use."""
+
+    code = "quota_exceeded"
+
+
+class RateLimited(ChuteError):
+    """Too many requests in a window (429); the client may retry after ``retry_after`` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(
+        self, message: str, *, retry_after: int, code: str | None = None, details: dict[str, Any] | None = None
+    ):
+        super().__init__(message, code=code, details=details)
+        self.retry_after = retry_after
+
 
 class TransientError(Exception):
     """A failure worth retrying: network, storage 5xx, broker or database hiccups."""

@@ -142,6 +142,55 @@ class Settings:
     #: How long browsers may cache a preflight answer.
     cors_max_age_seconds: int = 600
 
+    # Fairness: rate limits, quotas, webhook isolation, slow clients, keys, retention.
+    #: Where the rate limiter keeps its counters, shared by every web process; empty: in-process
+    #: memory (``chute dev``, one process).
+    redis_url: str = ""
+    #: Prefix of every rate-limit key in Redis (tests use one per run).
+    rate_limit_prefix: str = "chute"
+    #: Per tenant, over all its credentials and routes (``limits`` notation; ``;`` separates several).
+    rate_limit_tenant: str = "200/second;6000/minute"
+    #: Per credential (an API key or an upload token), for each class of route.
+    rate_limit_read: str = "50/second;1500/minute"
+    rate_limit_write: str = "20/second;600/minute"
+    rate_limit_upload: str = "100/second;6000/minute"
+    rate_limit_replay: str = "10/minute"
+    #: Per client address, on requests without a credential or with a wrong one.
+    rate_limit_anonymous: str = "30/minute"
+    #: Per-tenant quotas (a tenant's own values, set with ``chute tenants set``, win).
+    quota_open_uploads: int = 1000
+    quota_staged_bytes: int = 200 * 1024 * MiB
+    quota_jobs_in_flight: int = 500
+    #: Days a tenant's jobs, objects and derivatives are kept; 0 keeps them for ever.
+    retention_days: float = 0
+    #: An expired or cancelled upload's row is deleted this long after it ended.
+    expired_upload_grace_seconds: int = 7 * 24 * 3600
+    #: ``chute worker`` runs a webhook group of its own (capacity the stages never share).
+    webhook_worker_processes: int = 1
+    webhook_worker_threads: int = 16
+    #: Deliveries in flight at once to one destination (scheme, host and port), across workers.
+    webhook_max_in_flight_per_destination: int = 4
+    #: Consecutive failures that open an endpoint's circuit breaker.
+    webhook_breaker_threshold: int = 5
+    #: How long an open breaker waits before a probe; doubled after each failed probe, up to the max.
+    webhook_breaker_cooldown_seconds: float = 60.0
+    webhook_breaker_max_cooldown_seconds: float = 3600.0
+    #: ``secret_key`` (above) also encrypts webhook secrets at rest; when it is empty they are
+    #: sealed with a key generated into ``secret_key_file`` (one machine only).
+    #: Keys used before the last rotation: still decrypt, never encrypt (``chute keys reencrypt``).
+    old_secret_keys: tuple[str, ...] = ()
+    secret_key_file: str = "var/secret_key"
+    #: How often each web process asks whether a key was revoked (a revoked key stops within this).
+    revocation_check_seconds: float = 0.5
+    #: ``chute web`` runs a buffering front (slow clients never hold a gunicorn thread).
+    web_front: bool = True
+    #: The front drops a request whose head is not complete after this, or whose body sends
+    #: nothing for this long.
+    web_header_timeout_seconds: float = 10.0
+    web_body_stall_seconds: float = 30.0
+    #: Set by ``chute web`` for its gunicorn: trust the front's peer-address header.
+    behind_front: bool = False
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``CHUTE_*`` variables, then apply keyword ``overrides``.

@@ -17,7 +17,22 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from actors.storage import open_store
     from actors.url_guard import UrlGuard
-    from web import cors, errors, events, jobs, ops, page, service, tenant, tokens, tus, uploads
+    from web import (
+        account,
+        cors,
+        errors,
+        events,
+        front,
+        jobs,
+        ops,
+        page,
+        ratelimit,
+        service,
+        tenant,
+        tokens,
+        tus,
+        uploads,
+    )
     from web.proxies import TrustedProxyFix
 
     app = Flask(__name__)
@@ -41,6 +56,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     cors.register(app)
     app.before_request(service.start_timer)
     app.after_request(service.record_request)
+    app.register_blueprint(account.bp)
+    app.before_request(ratelimit.limit_public)
+    app.after_request(ratelimit.add_headers)
+    if settings.behind_front:
+        app.wsgi_app = front.PeerAddress(app.wsgi_app)  # type: ignore[method-assign]
     try:
         open_store(settings.storage_url).ensure_bucket()
     except Exception:

@@ -4,8 +4,10 @@ Three kinds of credential name a tenant:
 
 - ``api_key``: the tenant's own key (``Authorization: Bearer chute_…``), for its backend; it
   may do everything. Lookups are cached for ``api_key_cache_seconds`` (keyed by the key's
-  hash), which saves a database round trip per request; a revoked key keeps working that long
-  at most.
+  hash), which saves a database round trip per request. Revocation still takes effect within
+  ``revocation_check_seconds``: each process polls the counter (``AuthState``) every revocation
+  bumps, and forgets its whole cache when it moves. ``last_used_at`` is written at most once a
+  minute per key and process.
 - ``upload_token``: a short-lived signed token (``Bearer chute_ut.…``, see models/tokens.py)
   a browser holds. It may call only the endpoints in :data:`TOKEN_ENDPOINTS` (creating and
   sending uploads, reading the jobs it made), and only on uploads and jobs it created: any
@@ -14,7 +16,9 @@ Three kinds of credential name a tenant:
 - ``signed_url``: a ``?signature=`` on a download link (no header at all: an ``<img src>``),
   valid for one object of one job for ``presign_ttl_seconds``.
 
-``g.tenant_id`` is set for all three; ``g.credential.id`` is what per-credential limits key on.
+``g.tenant_id`` is set for all three; ``g.credential.id`` is what per-credential limits key on:
+every authenticated request is counted against its tenant's and its credential's rate limits
+(``web.ratelimit``), and a request without a valid credential against its client address.
 """
 
 from __future__ import annotations
@@ -22,17 +26,26 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import g, request, url_for
 from sqlalchemy import select
 
 from models import job as jobs
 from models import upload as uploads
-from models.db import read_scope
+from models.db import read_scope, session_scope, utcnow
 from models.errors import Forbidden, NotFound, Unauthorized
 from models.settings import current_settings
-from models.tenant import authenticate, hash_key
+from models.tenant import (
+    LAST_USED_RESOLUTION,
+    KeyIdentity,
+    authenticate,
+    hash_key,
+    revocation_generation,
+    touch_key,
+)
 from models.tokens import TOKEN_PREFIX, TokenScope, UploadToken, sign_download, verify_download, verify_token
+from web import ratelimit
 
 #: Most keys the cache holds; past that it starts over (a flood of bad keys is never cached).
 CACHE_SIZE = 1024
@@ -68,8 +81,18 @@ class Credential:
         return self.token.id if self.token is not None else None
 
 
-_cache: dict[str, tuple[float, str, str]] = {}
+@dataclass
+class _Entry:
+    expires: float
+    identity: KeyIdentity
+    #: When this process last wrote the key's ``last_used_at`` (or read it).
+    last_used_at: datetime | None
+
+
+_cache: dict[str, _Entry] = {}
 _lock = threading.Lock()
+#: The revocation counter this process last saw, and when it next asks again.
+_generation: list[float] = [-1, 0.0]
 
 
 def token_allowed(*endpoints: str) -> None:
@@ -79,7 +102,17 @@ def token_allowed(*endpoints: str) -> None:
 
 def require_tenant() -> None:
     """A ``before_request`` hook: sets ``g.credential``, ``g.tenant_id`` (and ``g.tenant_name``
-    for an API key) or raises 401; an upload token outside its scope gets 403 or 404."""
+    for an API key) or raises 401; an upload token outside its scope gets 403 or 404; a tenant or
+    credential over its rate limit, or an address sending bad credentials, gets 429."""
+    try:
+        _authenticate()
+    except Unauthorized:
+        ratelimit.count_failed_auth()
+        raise
+    ratelimit.count_request(g.tenant_id, g.credential.id)
+
+
+def _authenticate() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
     secret = secret.strip()
@@ -103,20 +136,56 @@ def _set(credential: Credential) -> None:
     g.tenant_id = credential.tenant_id
 
 
+def _check_revocations(now: float) -> None:
+    """Forget every cached key when one was revoked anywhere (polled, at most every
+    ``revocation_check_seconds``, by one thread at a time)."""
+    if now < _generation[1]:
+        return
+    with _lock:
+        if now < _generation[1]:
+            return
+        _generation[1] = now + current_settings().revocation_check_seconds
+    with read_scope() as session:
+        generation = revocation_generation(session)
+    with _lock:
+        if generation != _generation[0]:
+            _cache.clear()
+            _generation[0] = generation
+
+
+def forget_cached_credentials() -> None:
+    """Drop this process's cache now (after a revocation made here)."""
+    with _lock:
+        _cache.clear()
+        _generation[1] = 0.0
+
+
 def _api_key(key: str) -> tuple[str, str]:
     digest = hash_key(key)
     now = time.monotonic()
+    _check_revocations(now)
     with _lock:
         hit = _cache.get(digest)
-    if hit is None or hit[0] < now:
+    if hit is None or hit.expires < now:
         with read_scope() as session:
-            tenant = authenticate(session, key)
-            hit = (now + current_settings().api_key_cache_seconds, tenant.id, tenant.name)
+            identity = authenticate(session, key)
+        hit = _Entry(now + current_settings().api_key_cache_seconds, identity, identity.last_used_at)
         with _lock:
             if len(_cache) >= CACHE_SIZE:
                 _cache.clear()
             _cache[digest] = hit
-    return hit[1], hit[2]
+    _note_use(hit)
+    return hit.identity.tenant_id, hit.identity.tenant_name
+
+
+def _note_use(entry: _Entry) -> None:
+    """Write the key's ``last_used_at`` at most every ``LAST_USED_RESOLUTION`` per process."""
+    now = utcnow()
+    if entry.last_used_at is not None and now - entry.last_used_at < LAST_USED_RESOLUTION:
+        return
+    entry.last_used_at = now
+    with session_scope() as session:
+        touch_key(session, entry.identity.key_id, now)
 
 
 def _signed_url() -> Credential:

@@ -17,6 +17,11 @@ from models.settings import Settings, configure
 
 #: Stages a ``chute worker --queues`` may name.
 STAGES = ("assemble", "upload", "extract", "notify")
+#: Queues that are not stages: webhook deliveries run in a worker group of their own.
+WEBHOOK_QUEUES = ("webhooks",)
+#: A tenant's own quotas and retention, as ``chute tenants set`` takes them.
+TENANT_FIELDS: tuple[tuple[str, type], ...] = (("max_open_uploads", int), ("max_staged_bytes", int),
+    ("max_jobs_in_flight", int), ("max_file_size", int), ("retention_days", float))  # fmt: skip
 
 
 def _settings() -> Settings:
@@ -49,9 +54,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
     from models.tenant import issue_key, rotate_secret
 
     settings = _settings()
+    if args.keys_command in ("list", "revoke", "reencrypt"):
+        return _keys_admin(args)
     with session_scope() as session:
         if args.keys_command == "create":
-            issued = issue_key(session, args.tenant)
+            issued = issue_key(session, args.tenant, args.name)
             out = {"tenant": issued.tenant, "api_key": issued.api_key, "webhook_secret": issued.webhook_secret}
         else:
             tenant = rotate_secret(session, args.tenant, timedelta(seconds=settings.webhook_secret_overlap_seconds))
@@ -65,6 +72,54 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_admin(args: argparse.Namespace) -> int:
+    """``chute keys list | revoke | reencrypt``."""
+    from models.db import session_scope
+    from models.tenant import list_keys, reseal_secrets, revoke_key, tenant_by_name
+    from models.views import iso
+
+    with session_scope() as session:
+        if args.keys_command == "reencrypt":
+            print(json.dumps({"tenants_resealed": reseal_secrets(session)}))
+            return 0
+        tenant = tenant_by_name(session, args.tenant)
+        if args.keys_command == "revoke":
+            keys = [revoke_key(session, tenant.id, args.key)]
+        else:
+            keys = list_keys(session, tenant.id)
+        rows = [{"key_id": k.id, "name": k.name, "prefix": k.prefix, "created_at": iso(k.created_at),
+                 "last_used_at": iso(k.last_used_at), "revoked_at": iso(k.revoked_at)} for k in keys]  # fmt: skip
+    if args.json:
+        print(json.dumps(rows if args.keys_command == "list" else rows[0]))
+        return 0
+    for row in rows:
+        state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+        print(f"{row['key_id']:30} {row['prefix']:14} {row['name'] or '-':16} created {row['created_at']}  "
+              f"last used {row['last_used_at'] or 'never'}  {state}")  # fmt: skip
+    return 0
+
+
+def cmd_tenants(args: argparse.Namespace) -> int:
+    """``chute tenants show | set``: a tenant's quotas and retention (unset: the settings' defaults)."""
+    from models import quota
+    from models.db import session_scope
+    from models.tenant import tenant_by_name
+
+    settings = _settings()
+    with session_scope() as session:
+        tenant = tenant_by_name(session, args.tenant)
+        if args.tenants_command == "set":
+            for name, _kind in TENANT_FIELDS:
+                value = getattr(args, name)
+                if value is not None:
+                    setattr(tenant, name, None if value < 0 else value)
+        limits = quota.limits_of(tenant, settings)
+        usage = quota.usage_of(session, tenant.id)
+        out = {"tenant": tenant.name, "limits": dataclasses.asdict(limits), "usage": dataclasses.asdict(usage)}
+    print(json.dumps(out))
+    return 0
+
+
 def cmd_cleanup(args: argparse.Namespace) -> int:
     _settings()
     from actors.cleanup import sweep
@@ -74,6 +129,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
+    """gunicorn (gthread workers), behind the buffering front unless ``web_front`` is off."""
     from web.process_metrics import claim
 
     settings = _settings()
@@ -100,10 +156,66 @@ def cmd_web(args: argparse.Namespace) -> int:
         "--access-logfile", "-",
         "web.wsgi:app",
     ]  # fmt: skip
-    os.execv(sys.executable, argv)
+    if not settings.web_front:
+        os.execv(sys.executable, argv)
+    return _run_behind_front(settings, argv, args.bind)
+
+
+def _run_behind_front(settings: Settings, argv: list[str], bind: str) -> int:
+    """gunicorn on a private Unix socket, and the front (``web.front``) on ``bind`` in this process."""
+    import asyncio
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+
+    from web.front import FrontConfig, run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    private = tempfile.mkdtemp(prefix="chute-web-")  # mode 0700: only this user reaches the socket
+    sock = os.path.join(private, "gunicorn.sock")
+    argv[argv.index("--bind") + 1] = f"unix:{sock}"
+    gunicorn = subprocess.Popen(argv, env={**os.environ, "CHUTE_BEHIND_FRONT": "1"})
+    host, _, port = bind.rpartition(":")
+    config = FrontConfig(sock, settings.web_header_timeout_seconds, settings.web_body_stall_seconds,
+                         settings.max_request_size)  # fmt: skip
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+
+        async def watch() -> None:
+            while gunicorn.poll() is None:
+                await asyncio.sleep(0.5)
+            stop.set()
+
+        watcher = asyncio.create_task(watch())
+        await run(config, host.strip("[]") or "0.0.0.0", int(port), stop)
+        watcher.cancel()
+
+    try:
+        asyncio.run(main())
+    finally:
+        if gunicorn.poll() is None:
+            gunicorn.terminate()
+        try:
+            gunicorn.wait(40)
+        except subprocess.TimeoutExpired:
+            gunicorn.kill()
+        shutil.rmtree(private, ignore_errors=True)
+    return gunicorn.returncode or 0
+
+
+def _dramatiq_argv(processes: int, threads: int, queues: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "dramatiq", "actors.worker", "--processes", str(processes),
+            "--threads", str(threads), "--queues", *queues]  # fmt: skip
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    """Dramatiq workers. Without ``--queues``: two groups, the stages and the webhook deliveries,
+    so that a consumer that hangs can only take webhook workers (README, "Fairness")."""
     from web.process_metrics import claim, worker_exporter
 
     settings = _settings()
@@ -122,18 +234,49 @@ def cmd_worker(args: argparse.Namespace) -> int:
     os.environ.update(dramatiq_prom_host=host, dramatiq_prom_port=str(port), dramatiq_prom_db=str(metrics_dir),
                       PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))  # fmt: skip
     print(f"chute worker: metrics on http://{host}:{port}/metrics", file=sys.stderr, flush=True)
-    argv = [
-        sys.executable, "-m", "dramatiq", "actors.worker",
-        "--processes", str(args.processes or settings.worker_processes),
-        "--threads", str(args.threads or settings.worker_threads),
-    ]  # fmt: skip
+    processes, threads = args.processes or settings.worker_processes, args.threads or settings.worker_threads
     if args.queues:
-        unknown = [q for q in args.queues if q not in STAGES]
+        known = STAGES + WEBHOOK_QUEUES
+        unknown = [q for q in args.queues if q not in known]
         if unknown:
-            print(f"unknown stage(s) {unknown}; choose from {STAGES}", file=sys.stderr)
+            print(f"unknown stage(s) or queue(s) {unknown}; choose from {known}", file=sys.stderr)
             return 2
-        argv += ["--queues", *(settings.queue(q) for q in args.queues)]
-    os.execv(sys.executable, argv)
+        os.execv(sys.executable, _dramatiq_argv(processes, threads, [settings.queue(q) for q in args.queues]))
+    stages = _dramatiq_argv(processes, threads, [settings.queue(q) for q in STAGES])
+    hooks = _dramatiq_argv(settings.webhook_worker_processes, settings.webhook_worker_threads,
+                           [settings.queue(q) for q in WEBHOOK_QUEUES])  # fmt: skip
+    # The webhook group is a group of its own: its own exporter port and metrics directory.
+    hook_port, hook_dir = worker_exporter(settings.metrics_dir, host, port + 1)
+    hook_env = {**os.environ, "dramatiq_prom_port": str(hook_port), "dramatiq_prom_db": str(hook_dir),
+                "PROMETHEUS_MULTIPROC_DIR": str(hook_dir)}  # fmt: skip
+    print(f"chute worker: webhook group metrics on http://{host}:{hook_port}/metrics", file=sys.stderr, flush=True)
+    return _supervise([(stages, dict(os.environ)), (hooks, hook_env)])
+
+
+def _supervise(groups: list[tuple[list[str], dict[str, str]]]) -> int:
+    """Run the process groups; pass on SIGTERM/SIGINT/SIGHUP; when one ends, stop the others."""
+    import signal
+    import subprocess
+    import time
+
+    children = [subprocess.Popen(argv, env=env) for argv, env in groups]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    while all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    forward(signal.SIGTERM, None)
+    for child in children:
+        try:
+            child.wait(60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return next((child.returncode for child in children if child.returncode), 0)
 
 
 def _dev_secret_key(path: Path) -> str:
@@ -260,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="Dramatiq worker processes")
     worker.add_argument("--processes", type=int, default=0)
     worker.add_argument("--threads", type=int, default=0)
-    worker.add_argument("--queues", nargs="+", metavar="STAGE", help=f"only these stages: {', '.join(STAGES)}")
+    worker.add_argument("--queues", nargs="+", metavar="QUEUE",
+                        help=f"only these queues: {', '.join(STAGES + WEBHOOK_QUEUES)} (default: the stages, and "
+                        "the webhooks in a group of their own)")  # fmt: skip
     worker.set_defaults(func=cmd_worker)
 
     sub.add_parser("migrate", help="alembic upgrade head").set_defaults(func=cmd_migrate)
@@ -282,11 +427,28 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("create", "a new API key (and the tenant, if new)"),
         ("rotate-secret", "a new webhook secret"),
+        ("list", "the tenant's keys: names, prefixes, created and last used"),
+        ("revoke", "revoke a key (by id or prefix); every process stops accepting it within a second"),
     ):
         p = keys_sub.add_parser(name, help=help_text)
         p.add_argument("--tenant", required=True)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_keys)
+        if name == "create":
+            p.add_argument("--name", help="what the key is for (shown by keys list)")
+        if name == "revoke":
+            p.add_argument("key", metavar="KEY_ID_OR_PREFIX")
+    reencrypt = keys_sub.add_parser("reencrypt", help="re-seal webhook secrets under the current CHUTE_SECRET_KEY")
+    reencrypt.set_defaults(func=cmd_keys)
+
+    tenants = sub.add_parser("tenants", help="a tenant's quotas and retention")
+    tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True)
+    tenants_sub.add_parser("show").add_argument("--tenant", required=True)
+    tenant_set = tenants_sub.add_parser("set", help="set quotas and retention (-1: back to the default)")
+    tenant_set.add_argument("--tenant", required=True)
+    for name, kind in TENANT_FIELDS:
+        tenant_set.add_argument("--" + name.replace("_", "-"), dest=name, type=kind)
+    tenants.set_defaults(func=cmd_tenants)
     return parser
 
 

@@ -31,6 +31,8 @@ STATUS: dict[type[Exception], int] = {
     errors.UnsupportedMediaType: 415,
     errors.Invalid: 422,
     errors.FileRejected: 422,
+    errors.QuotaExceeded: 429,
+    errors.RateLimited: 429,
     errors.BrokerUnavailable: 503,
     errors.StorageUnavailable: 503,
     TooManyStreams: 503,
@@ -57,7 +59,10 @@ def _status_of(error: Exception) -> int:
 def register(app: Flask) -> None:
     @app.errorhandler(errors.ChuteError)
     def chute_error(error: errors.ChuteError) -> ResponseReturnValue:
-        return error_response(_status_of(error), error.code, error.message, error.details)
+        response = error_response(_status_of(error), error.code, error.message, error.details)
+        if isinstance(error, errors.RateLimited):
+            response.headers["Retry-After"] = str(error.retry_after)  # type: ignore[union-attr]
+        return response
 
     @app.errorhandler(errors.TransientError)
     def transient_error(error: errors.TransientError) -> ResponseReturnValue:

@@ -15,7 +15,7 @@ from actors.metrics import UPLOADS
 from actors.notify import deliver_webhook
 from actors.pipeline import publish_job
 from actors.storage import content_disposition, open_store
-from models import delivery, staging
+from models import delivery, quota, staging
 from models import job as jobs
 from models import upload as uploads
 from models.db import read_scope, session_scope
@@ -72,8 +72,10 @@ def create_batch() -> ResponseReturnValue:
         ocr = request.form.get("ocr") or "auto"
         created = []
         with session_scope() as session:
+            quota.reserve_jobs(session, tenant_id(), cfg, len(parts))
             for part in parts:
                 writer = writers[writers.index(part.stream)]  # type: ignore[arg-type]
+                quota.reserve_upload(session, tenant_id(), cfg, writer.size, opens=False)
                 upload = uploads.create_single_chunk_upload(
                     session,
                     tenant_id(),
@@ -206,14 +208,18 @@ def deliveries(job_id: str) -> ResponseReturnValue:
 def replay(job_id: str) -> ResponseReturnValue:
     """Queue the job's last event to be sent again now (same webhook-id, fresh timestamp and signature).
 
-    The delivery runs on a worker, not in this request: a slow consumer must not hold an API thread.
+    The delivery runs on a webhook worker, not in this request: a slow consumer must not hold an
+    API thread. Replays are throttled: by the ``replay`` rate limit, and an event already queued
+    to go now is not queued twice (its endpoint's breaker and destination cap still apply).
     """
     with session_scope() as session:
         jobs.get_job(session, tenant_id(), job_id)
         event = delivery.latest_event(session, job_id)
         if event is None:
             raise Conflict("the job has no webhook event yet", code="no_event")
+        queued = event.status == delivery.PENDING and event.next_attempt_at is None
         event.status, event.next_attempt_at = delivery.PENDING, None
         event_id, event_type = event.id, event.type
-    deliver_webhook.send(event_id)
+    if not queued:
+        deliver_webhook.send(event_id)
     return {"webhook_id": event_id, "type": event_type, "status": delivery.PENDING}, 202

@@ -13,7 +13,7 @@ from actors.metrics import UPLOADS
 from actors.pipeline import publish_job
 from actors.url_guard import REFUSED, UrlGuard
 from models import job as jobs
-from models import staging
+from models import quota, staging
 from models import upload as uploads
 from models.db import read_scope, session_scope
 from models.delivery import webhook_states
@@ -80,6 +80,7 @@ def upload_view(upload: uploads.Upload, received: list[uploads.Chunk]) -> dict[s
 )
 def create(body: UploadCreate) -> tuple[UploadCreated, int, dict[str, str]]:
     with session_scope() as session:
+        quota.reserve_upload(session, tenant_id(), settings(), body.size)
         scoped = admit_upload(session, size=body.size, content_type=body.content_type,
                               webhook_url=check_webhook_url(body.webhook_url), metadata=body.metadata)  # fmt: skip
         upload = uploads.create_upload(
@@ -173,6 +174,7 @@ def complete(upload_id: str) -> ResponseReturnValue:
                     code="incomplete_upload",
                     details={"missing": missing[:1000], "missing_count": len(missing)},
                 )
+            quota.reserve_jobs(session, tenant_id(), settings())
             staging.sync_upload(settings().staging_dir, upload_id)
             job = jobs.create_job(session, upload)
             UPLOADS.labels("completed").inc()

@@ -92,7 +92,7 @@ def test_long_delays_are_taken_in_hops(client, tenant, receiver, drain, api, mon
     original = notify_module.deliver_webhook.send_with_options
 
     def counting(**options):  # type: ignore[no-untyped-def]
-        hops.append(options["delay"])
+        hops.append(options.get("delay", 0))  # the first attempt is sent at once
         return original(**options)
 
     monkeypatch.setattr(notify_module.deliver_webhook, "send_with_options", counting)

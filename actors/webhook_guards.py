@@ -1,0 +1,79 @@
+"""What admits a webhook attempt: the endpoint's circuit breaker and a cap per destination.
+
+The breaker's state is in the database (``models.endpoint``), shared by every worker and shown
+to the tenant. The cap on deliveries in flight per destination (scheme, host and port: many
+URLs of one consumer share its capacity) is Dramatiq's ``ConcurrentRateLimiter``, on Redis when
+``CHUTE_REDIS_URL`` is set so that it holds across processes and hosts, else in process memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
+from functools import cache
+from urllib.parse import urlsplit
+
+from dramatiq.rate_limits import ConcurrentRateLimiter, RateLimiterBackend
+from dramatiq.rate_limits.backends import RedisBackend, StubBackend
+
+from actors.webhooks import Outcome
+from models import endpoint
+from models.db import session_scope
+from models.settings import Settings, current_settings
+
+#: A slot outlives the longest attempt (connect, read, and reading the answer), then lapses by
+#: itself if its worker died holding it.
+SLOT_TTL_FACTOR = 3
+
+
+@cache
+def _backend(redis_url: str) -> RateLimiterBackend:
+    if redis_url:
+        return RedisBackend(url=redis_url, socket_timeout=2, socket_connect_timeout=2)
+    return StubBackend()
+
+
+def destination(url: str) -> str:
+    """``scheme://host:port`` of a URL: what the per-destination cap counts by."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+@contextlib.contextmanager
+def destination_slot(url: str, settings: Settings | None = None) -> Iterator[bool]:
+    """Hold one of the destination's ``webhook_max_in_flight_per_destination`` slots; yields
+    False (holding nothing) when they are all taken."""
+    settings = settings or current_settings()
+    limiter = ConcurrentRateLimiter(
+        _backend(settings.redis_url),
+        f"{settings.rate_limit_prefix}:webhook-destination:{destination(url)}",
+        limit=settings.webhook_max_in_flight_per_destination,
+        ttl=int((settings.webhook_timeout_seconds * SLOT_TTL_FACTOR + 5) * 1000),
+    )
+    with limiter.acquire(raise_on_failure=False) as acquired:
+        yield bool(acquired)
+
+
+def breaker(settings: Settings) -> endpoint.Breaker:
+    return endpoint.Breaker(
+        threshold=settings.webhook_breaker_threshold,
+        cooldown=settings.webhook_breaker_cooldown_seconds,
+        max_cooldown=settings.webhook_breaker_max_cooldown_seconds,
+    )
+
+
+def admit(tenant_id: str, url: str) -> datetime | None:
+    """None when an attempt to ``url`` may go now; else when to try again (the breaker is open)."""
+    with session_scope() as session:
+        return endpoint.admit(session, tenant_id, url)
+
+
+def record_outcome(tenant_id: str, url: str, outcome: Outcome) -> None:
+    """Count an attempt for the breaker. Answers that say nothing of the consumer's health (410,
+    or the address guard refusing) are not counted."""
+    if not outcome.ok and not outcome.retryable:
+        return
+    with session_scope() as session:
+        endpoint.record(session, tenant_id, url, outcome.ok, outcome.error, breaker(current_settings()))

@@ -1,0 +1,123 @@
+"""Per-tenant quotas: open uploads, staged bytes, jobs in flight, largest file.
+
+A check takes the tenant's row lock, so two requests of one tenant cannot both pass the last
+free slot; other tenants are never waited on. The limits are the tenant's own values where set
+(``chute tenants set``), else the settings'.
+
+- open uploads: uploads still ``receiving``;
+- staged bytes: the bytes those uploads declared (reserved up front, so a tenant cannot claim
+  terabytes of staging disk without sending a byte);
+- jobs in flight: jobs ``queued`` or ``processing``;
+- largest file: one upload's declared size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models import job as jobs
+from models import upload as uploads
+from models.errors import QuotaExceeded, TooLarge
+from models.settings import Settings
+from models.tenant import Tenant
+
+
+@dataclass(frozen=True)
+class Limits:
+    open_uploads: int
+    staged_bytes: int
+    jobs_in_flight: int
+    max_file_size: int
+    retention_days: float
+
+
+@dataclass(frozen=True)
+class Usage:
+    open_uploads: int
+    staged_bytes: int
+    jobs_in_flight: int
+
+
+def limits_of(tenant: Tenant, settings: Settings) -> Limits:
+    def pick(own: Any, default: Any) -> Any:
+        return default if own is None else own
+
+    return Limits(
+        open_uploads=pick(tenant.max_open_uploads, settings.quota_open_uploads),
+        staged_bytes=pick(tenant.max_staged_bytes, settings.quota_staged_bytes),
+        jobs_in_flight=pick(tenant.max_jobs_in_flight, settings.quota_jobs_in_flight),
+        max_file_size=min(pick(tenant.max_file_size, settings.max_upload_size), settings.max_upload_size),
+        retention_days=pick(tenant.retention_days, settings.retention_days),
+    )
+
+
+def usage_of(session: Session, tenant_id: str) -> Usage:
+    open_count, staged = session.execute(
+        select(func.count(), func.coalesce(func.sum(uploads.Upload.size), 0)).where(
+            uploads.Upload.tenant_id == tenant_id, uploads.Upload.status == uploads.RECEIVING
+        )
+    ).one()
+    in_flight = session.scalar(
+        select(func.count()).where(jobs.Job.tenant_id == tenant_id, jobs.Job.status.in_((jobs.QUEUED, jobs.PROCESSING)))
+    )
+    return Usage(open_uploads=int(open_count), staged_bytes=int(staged), jobs_in_flight=int(in_flight or 0))
+
+
+def _locked_tenant(session: Session, tenant_id: str) -> Tenant:
+    tenant = session.scalar(select(Tenant).where(Tenant.id == tenant_id).with_for_update())
+    assert tenant is not None
+    return tenant
+
+
+def _exceeded(quota: str, limit: int, used: int, message: str) -> QuotaExceeded:
+    return QuotaExceeded(
+        message, code=f"{quota}_quota_exceeded", details={"quota": quota, "limit": limit, "used": used}
+    )
+
+
+def check_file_size(limits: Limits, size: int) -> None:
+    """Raises TooLarge (``file_too_large``) for a file over the tenant's largest file."""
+    if size > limits.max_file_size:
+        raise TooLarge(
+            f"size {size} is over the limit of {limits.max_file_size} bytes",
+            code="file_too_large",
+            details={"max_upload_size": limits.max_file_size},
+        )
+
+
+def reserve_upload(session: Session, tenant_id: str, settings: Settings, size: int, *, opens: bool = True) -> None:
+    """Check that the tenant may open an upload of ``size`` bytes (``opens``: one that stays
+    receiving, so it counts against open uploads and staged bytes).
+
+    Raises:
+        TooLarge: over the largest file (413 ``file_too_large``).
+        QuotaExceeded: ``open_uploads_quota_exceeded`` or ``staged_bytes_quota_exceeded`` (429).
+    """
+    limits = limits_of(_locked_tenant(session, tenant_id), settings)
+    check_file_size(limits, size)
+    if not opens:
+        return
+    used = usage_of(session, tenant_id)
+    if used.open_uploads + 1 > limits.open_uploads:
+        raise _exceeded("open_uploads", limits.open_uploads, used.open_uploads,
+                        f"{used.open_uploads} uploads are open; complete or cancel some first")  # fmt: skip
+    if used.staged_bytes + size > limits.staged_bytes:
+        raise _exceeded("staged_bytes", limits.staged_bytes, used.staged_bytes,
+                        f"open uploads already reserve {used.staged_bytes} bytes of staging")  # fmt: skip
+
+
+def reserve_jobs(session: Session, tenant_id: str, settings: Settings, count: int = 1) -> None:
+    """Check that the tenant may start ``count`` more jobs.
+
+    Raises:
+        QuotaExceeded: ``jobs_in_flight_quota_exceeded`` (429).
+    """
+    limits = limits_of(_locked_tenant(session, tenant_id), settings)
+    used = usage_of(session, tenant_id)
+    if used.jobs_in_flight + count > limits.jobs_in_flight:
+        raise _exceeded("jobs_in_flight", limits.jobs_in_flight, used.jobs_in_flight,
+                        f"{used.jobs_in_flight} jobs are queued or processing; wait for some to finish")  # fmt: skip

@@ -1,0 +1,309 @@
+"""The buffering front ``chute web`` runs before gunicorn, so slow clients never hold a thread.
+
+gunicorn's gthread workers hand a connection to a thread as soon as its first byte arrives,
+and the thread then reads the request at the client's pace: sixteen clients sending a byte a
+second hold sixteen threads, and ``/healthz`` stops answering. This front (asyncio, with
+``h11`` parsing HTTP/1.1) reads each request completely first — the head within
+``web_header_timeout_seconds``, the body with at most ``web_body_stall_seconds`` between two
+reads, spooled to a temporary file past ``MEMORY_BUFFER`` — and only then passes it to
+gunicorn over a private Unix socket, where it is read at memory speed. A client that stalls is
+answered 408 and dropped; a thousand idle or trickling connections cost a few kilobytes each
+and no thread. Responses are passed on as they come, unbuffered, so long-lived streams
+(Server-Sent Events) keep working.
+
+This is what a buffering proxy such as nginx does in deploy/; the front makes ``chute web`` safe
+on its own. The client's address reaches the app in ``X-Chute-Peer`` (set by the front, never
+taken from the client), which :class:`PeerAddress` turns back into ``REMOTE_ADDR``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import IO, Any
+
+import h11
+
+log = logging.getLogger(__name__)
+
+#: The header that carries the client's address to the app (lower case, as h11 gives headers).
+PEER_HEADER = b"x-chute-peer"
+#: Bytes read from a socket at once.
+READ_SIZE = 64 * 1024
+#: A request body is kept in memory up to this size, then spooled to a temporary file.
+MEMORY_BUFFER = 1024 * 1024
+#: Largest request head (request line and headers).
+MAX_HEAD = 64 * 1024
+#: How long a kept-alive connection may sit idle between two requests.
+KEEPALIVE_SECONDS = 75.0
+#: Response bytes buffered towards a client before the front stops reading from gunicorn.
+WRITE_BUFFER = 1024 * 1024
+#: Headers that describe one hop's connection, never passed on (RFC 9110 §7.6.1).
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+     b"expect", b"content-length", PEER_HEADER}
+)  # fmt: skip
+
+
+class PeerAddress:
+    """WSGI middleware for the app behind the front: ``REMOTE_ADDR`` from ``X-Chute-Peer``.
+
+    Only used when ``chute web`` started gunicorn behind the front (``behind_front``), whose
+    Unix socket nobody else can reach.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]):
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        peer = environ.pop("HTTP_X_CHUTE_PEER", None)
+        if peer:
+            environ["REMOTE_ADDR"] = peer
+        return self.app(environ, start_response)
+
+
+@dataclass(frozen=True)
+class FrontConfig:
+    upstream_socket: str
+    header_timeout: float
+    body_stall: float
+    max_body: int
+
+
+class _Refuse(Exception):
+    """Answer the client with ``status`` and close the connection."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class _Upstream:
+    """One kept-alive connection to gunicorn."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+        self.conn = h11.Connection(h11.CLIENT)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Front:
+    """Serves clients on TCP and passes complete requests to gunicorn on a Unix socket."""
+
+    def __init__(self, config: FrontConfig):
+        self.config = config
+
+    async def serve(self, host: str, port: int) -> asyncio.Server:
+        return await asyncio.start_server(self.handle, host, port, backlog=2048, limit=READ_SIZE)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) else ""
+        writer.transport.set_write_buffer_limits(high=WRITE_BUFFER)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        upstream: _Upstream | None = None
+        first = True
+        try:
+            while True:
+                request = await self._read_head(conn, reader, first)
+                if request is None:
+                    return
+                first = False
+                body = await self._read_body(conn, reader, writer, request)
+                try:
+                    upstream = await self._forward(upstream, request, body, peer, conn, writer)
+                finally:
+                    body.close()
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        except _Refuse as refusal:
+            await self._answer(conn, writer, refusal.status, refusal.code, refusal.message)
+        except h11.RemoteProtocolError as e:
+            await self._answer(conn, writer, e.error_status_hint, "bad_request", str(e))
+        except (ConnectionError, asyncio.IncompleteReadError, h11.LocalProtocolError, OSError) as e:
+            log.debug("front: connection from %s ended: %s", peer, e)
+        finally:
+            if upstream is not None:
+                upstream.close()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _receive(self, conn: h11.Connection, reader: asyncio.StreamReader, timeout: float) -> Any:
+        """The next event from the client, reading at most ``timeout`` seconds for it."""
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            data = await asyncio.wait_for(reader.read(READ_SIZE), timeout)
+            conn.receive_data(data)
+
+    async def _read_head(self, conn: h11.Connection, reader: asyncio.StreamReader, first: bool) -> h11.Request | None:
+        """The next request's head; None when the client closed (or stayed idle) between requests."""
+        loop = asyncio.get_running_loop()
+        if not first:  # a kept-alive connection may idle a while before its next request starts
+            try:
+                data = await asyncio.wait_for(reader.read(READ_SIZE), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                return None
+            if not data:
+                return None
+            conn.receive_data(data)
+        deadline = loop.time() + self.config.header_timeout
+        try:
+            event = await asyncio.wait_for(
+                self._receive(conn, reader, self.config.header_timeout), deadline - loop.time()
+            )
+        except TimeoutError:
+            if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
+                return None  # nothing was sent: close quietly
+            raise _Refuse(408, "request_timeout", "the request head took too long") from None
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if not isinstance(event, h11.Request):
+            raise _Refuse(400, "bad_request", "expected a request")
+        return event
+
+    async def _read_body(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: h11.Request
+    ) -> IO[bytes]:
+        """The whole body, spooled; a body that sends nothing for ``body_stall`` seconds is refused."""
+        length = _header(request.headers, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.config.max_body:
+            raise _Refuse(413, "request_entity_too_large", f"the body is over {self.config.max_body} bytes")
+        if conn.they_are_waiting_for_100_continue:
+            await _send(writer, conn, h11.InformationalResponse(status_code=100, headers=[]))
+        body: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=MEMORY_BUFFER)  # noqa: SIM115 (the caller closes it)
+        size = 0
+        try:
+            while True:
+                try:
+                    event = await self._receive(conn, reader, self.config.body_stall)
+                except TimeoutError:
+                    raise _Refuse(408, "request_timeout", "the request body stalled") from None
+                if isinstance(event, h11.Data):
+                    size += len(event.data)
+                    if size > self.config.max_body:
+                        raise _Refuse(413, "request_entity_too_large", f"the body is over {self.config.max_body} bytes")
+                    body.write(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    body.seek(0)
+                    return body
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise ConnectionError("the client closed the connection mid-body")
+        except BaseException:
+            body.close()
+            raise
+
+    async def _forward(
+        self,
+        upstream: _Upstream | None,
+        request: h11.Request,
+        body: IO[bytes],
+        peer: str,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+    ) -> _Upstream | None:
+        """Send the request to gunicorn and stream its response to the client; returns the
+        upstream connection if it can be used again."""
+        size = body.seek(0, 2)
+        body.seek(0)
+        headers = [(name, value) for name, value in request.headers if name.lower() not in HOP_BY_HOP]
+        if (
+            size
+            or _header(request.headers, b"content-length") is not None
+            or _header(request.headers, b"transfer-encoding")
+        ):
+            headers.append((b"content-length", str(size).encode()))
+        headers.append((PEER_HEADER, peer.encode()))
+        outgoing = h11.Request(method=request.method, target=request.target, headers=headers)
+        if upstream is None:
+            upstream = await self._connect()
+            if upstream is None:
+                raise _Refuse(503, "service_unavailable", "the API is starting or restarting; try again")
+        try:
+            await _send(upstream.writer, upstream.conn, outgoing)
+            while chunk := body.read(READ_SIZE * 4):
+                await _send(upstream.writer, upstream.conn, h11.Data(data=chunk))
+            await _send(upstream.writer, upstream.conn, h11.EndOfMessage())
+            await self._relay_response(upstream, conn, writer)
+        except BaseException:
+            upstream.close()
+            raise
+        if upstream.conn.our_state is h11.DONE and upstream.conn.their_state is h11.DONE:
+            upstream.conn.start_next_cycle()
+            return upstream
+        upstream.close()
+        return None
+
+    async def _relay_response(self, upstream: _Upstream, conn: h11.Connection, writer: asyncio.StreamWriter) -> None:
+        while True:
+            event = upstream.conn.next_event()
+            if event is h11.NEED_DATA:
+                upstream.conn.receive_data(await upstream.reader.read(READ_SIZE))
+                continue
+            if isinstance(event, h11.InformationalResponse):
+                continue
+            if isinstance(event, h11.Response):
+                headers = [(n, v) for n, v in event.headers if n.lower() not in HOP_BY_HOP - {b"content-length"}]
+                await _send(writer, conn, h11.Response(status_code=event.status_code, headers=headers,
+                                                       reason=event.reason))  # fmt: skip
+            elif isinstance(event, h11.Data):
+                await _send(writer, conn, h11.Data(data=event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                await _send(writer, conn, h11.EndOfMessage())
+                return
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionError("gunicorn closed the connection mid-response")
+
+    async def _connect(self) -> _Upstream | None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.config.upstream_socket, limit=READ_SIZE)
+        except OSError:
+            return None
+        return _Upstream(reader, writer)
+
+    async def _answer(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, code: str, text: str
+    ) -> None:
+        """A JSON error in chute's shape, if a response can still be started, then close."""
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = json.dumps({"error": {"code": code, "message": text, "details": {}}}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]  # fmt: skip
+        with contextlib.suppress(Exception):
+            writer.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+            writer.write(conn.send(h11.Data(data=body)) or b"")
+            writer.write(conn.send(h11.EndOfMessage()) or b"")
+            await writer.drain()
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1").strip()
+    return None
+
+
+async def _send(writer: asyncio.StreamWriter, conn: h11.Connection, event: Any) -> None:
+    data = conn.send(event)
+    if data:
+        writer.write(data)
+        await writer.drain()
+
+
+async def run(config: FrontConfig, host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set."""
+    server = await Front(config).serve(host, port)
+    log.info("front listening on %s:%s, passing requests to %s", host, port, config.upstream_socket)
+    async with server:
+        await stop.wait()
