@@ -225,35 +225,61 @@ class Front:
             headers.append((b"content-length", str(size).encode()))
         headers.append((PEER_HEADER, peer.encode()))
         outgoing = h11.Request(method=request.method, target=request.target, headers=headers)
-        if upstream is None:
-            upstream = await self._connect()
-            if upstream is None:
-                raise _Refuse(503, "service_unavailable", "the API is starting or restarting; try again")
-        try:
-            await _send(upstream.writer, upstream.conn, outgoing)
-            while chunk := body.read(READ_SIZE * 4):
-                await _send(upstream.writer, upstream.conn, h11.Data(data=chunk))
-            await _send(upstream.writer, upstream.conn, h11.EndOfMessage())
-            await self._relay_response(upstream, conn, writer)
-        except BaseException:
-            upstream.close()
-            raise
+        for attempt in range(2):
+            # A kept-alive connection gunicorn closed meanwhile (its keep-alive is short) fails
+            # before any answer: the request is sent again once, on a fresh connection.
+            reused = upstream is not None and not upstream.reader.at_eof()
+            if not reused:
+                if upstream is not None:
+                    upstream.close()
+                upstream = await self._connect()
+                if upstream is None:
+                    raise _Refuse(503, "service_unavailable", "the API is starting or restarting; try again")
+            assert upstream is not None
+            answered = [False]
+            try:
+                await _send(upstream.writer, upstream.conn, outgoing)
+                body.seek(0)
+                while chunk := body.read(READ_SIZE * 4):
+                    await _send(upstream.writer, upstream.conn, h11.Data(data=chunk))
+                await _send(upstream.writer, upstream.conn, h11.EndOfMessage())
+                await self._relay_response(upstream, conn, writer, answered)
+            except (ConnectionError, OSError, h11.RemoteProtocolError):
+                upstream.close()
+                upstream = None
+                if answered[0]:
+                    raise
+                if reused and attempt == 0:
+                    continue
+                raise _Refuse(502, "bad_gateway", "the API closed the connection without answering") from None
+            except BaseException:
+                upstream.close()
+                raise
+            break
+        assert upstream is not None
         if upstream.conn.our_state is h11.DONE and upstream.conn.their_state is h11.DONE:
             upstream.conn.start_next_cycle()
             return upstream
         upstream.close()
         return None
 
-    async def _relay_response(self, upstream: _Upstream, conn: h11.Connection, writer: asyncio.StreamWriter) -> None:
+    async def _relay_response(
+        self, upstream: _Upstream, conn: h11.Connection, writer: asyncio.StreamWriter, answered: list[bool]
+    ) -> None:
+        """Pass gunicorn's answer on as it comes; ``answered[0]`` turns True once the client has its head."""
         while True:
             event = upstream.conn.next_event()
             if event is h11.NEED_DATA:
-                upstream.conn.receive_data(await upstream.reader.read(READ_SIZE))
+                data = await upstream.reader.read(READ_SIZE)
+                if not data and not answered[0]:
+                    raise ConnectionError("gunicorn closed the connection before answering")
+                upstream.conn.receive_data(data)
                 continue
             if isinstance(event, h11.InformationalResponse):
                 continue
             if isinstance(event, h11.Response):
                 headers = [(n, v) for n, v in event.headers if n.lower() not in HOP_BY_HOP - {b"content-length"}]
+                answered[0] = True
                 await _send(writer, conn, h11.Response(status_code=event.status_code, headers=headers,
                                                        reason=event.reason))  # fmt: skip
             elif isinstance(event, h11.Data):

@@ -98,7 +98,7 @@ def _alive(pid: int) -> bool:
 # --- RabbitMQ --------------------------------------------------------------------------
 
 #: The queues Dramatiq makes per stage queue.
-STAGE_QUEUES = ("assemble", "upload", "extract", "notify")
+STAGE_QUEUES = ("assemble", "upload", "extract", "notify", "webhooks")
 
 
 def queue_names(prefix: str) -> list[str]:
