@@ -99,11 +99,26 @@ class Front:
 
     def __init__(self, config: FrontConfig):
         self.config = config
+        self.connections: set[asyncio.Task[Any]] = set()
 
     async def serve(self, host: str, port: int) -> asyncio.Server:
         return await asyncio.start_server(self.handle, host, port, backlog=2048, limit=READ_SIZE)
 
+    async def drain(self, grace: float) -> None:
+        """Let open connections finish for up to ``grace`` seconds, then cut the rest."""
+        pending = {task for task in self.connections if not task.done()}
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
+        task.add_done_callback(self.connections.discard)
         peername = writer.get_extra_info("peername")
         peer = str(peername[0]) if isinstance(peername, tuple) else ""
         writer.transport.set_write_buffer_limits(high=WRITE_BUFFER)
@@ -327,9 +342,16 @@ async def _send(writer: asyncio.StreamWriter, conn: h11.Connection, event: Any) 
         await writer.drain()
 
 
+#: Seconds requests in flight may take to finish once the front is told to stop.
+STOP_GRACE_SECONDS = 10.0
+
+
 async def run(config: FrontConfig, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set."""
-    server = await Front(config).serve(host, port)
+    """Serve until ``stop`` is set, then stop accepting and let requests in flight finish."""
+    front = Front(config)
+    server = await front.serve(host, port)
     log.info("front listening on %s:%s, passing requests to %s", host, port, config.upstream_socket)
-    async with server:
-        await stop.wait()
+    await stop.wait()
+    server.close()
+    await front.drain(STOP_GRACE_SECONDS)
+    await server.wait_closed()

@@ -82,6 +82,8 @@ def running_stack(log_dir: Path, storage_url: str, proxy: Any = None, **settings
             max_retries="12",
             sweep_interval_seconds="0",
             secret_key="e2e-secret-key",
+            redis_url=os.environ.get("CHUTE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            rate_limit_prefix=prefix,
             **settings,
         )
         web = worker = receiver = None
