@@ -23,6 +23,7 @@ BENCHMARKS = {
     "peers": "bench.peers.compare",
     "tus": "bench.tus",
     "sse": "bench.sse",
+    "fairness": "bench.fairness",
 }
 
 

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
 
 REPO = Path(__file__).resolve().parents[1]
 #: The benchmarks; ``extract`` is only there once bench/extract.py is.
-BENCHMARKS = ("pipeline", "ingest", "store", "api", "extract", "peers", "tus", "sse")
+BENCHMARKS = ("pipeline", "ingest", "store", "api", "extract", "peers", "tus", "sse", "fairness")
 #: Generous: a quick run takes 10-25 s here, but CI machines can be slower.
 TIMEOUT_SECONDS = 240
 
