@@ -43,10 +43,11 @@ JSON_BODY_ERRORS: dict[int, tuple[str, ...]] = {
 }
 #: Error codes the query and header models can answer.
 PARAMETER_ERRORS: dict[int, tuple[str, ...]] = {400: ("invalid_query",)}
-#: Error codes every bearer-authenticated operation can answer.
+#: Error codes every bearer-authenticated operation can answer (429: web.ratelimit).
 AUTH_ERRORS: dict[int, tuple[str, ...]] = {
     401: ("missing_api_key", "invalid_api_key", "invalid_token", "token_expired"),
     403: ("token_scope",),  # an upload token (web/auth.py) outside what it may call
+    429: ("rate_limited",),
 }
 
 #: What a declared view may return: a model, (model, status), (model, status, headers), or a Response.

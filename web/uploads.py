@@ -76,6 +76,7 @@ def upload_view(upload: uploads.Upload, received: list[uploads.Chunk]) -> dict[s
         422: [
             "invalid_chunk_size", "too_many_chunks", "invalid_filename", "invalid_sha256", "metadata_too_large", REFUSED
         ],
+        429: ["open_uploads_quota_exceeded", "staged_bytes_quota_exceeded"],
     },
 )
 def create(body: UploadCreate) -> tuple[UploadCreated, int, dict[str, str]]:
