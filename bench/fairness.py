@@ -50,8 +50,8 @@ FILE = b"a quiet tenant's small text file\n" * 300
 #: The limits of this run (a small deployment's: two cores).
 SETTINGS = {
     "rate_limit_tenant": "100/second",
-    "rate_limit_read": "50/second",
-    "rate_limit_write": "5/second",
+    "rate_limit_read": "20/second",
+    "rate_limit_write": "2/second",
     "rate_limit_upload": "50/second",
     "rate_limit_replay": "1/second",
     "quota_jobs_in_flight": "20",
@@ -89,13 +89,16 @@ class Abuser:
 
     def _flood(self) -> None:
         begin, n = time.monotonic(), 0
-        with ThreadPoolExecutor(16) as pool:
+        pool = ThreadPoolExecutor(16)
+        try:
             while not self.stop.is_set():
                 delay = begin + n / self.flood - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 pool.submit(self._request, "GET", "/v1/jobs?limit=5")
                 n += 1
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _jobs_and_replays(self) -> None:
         n = 0
@@ -187,7 +190,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a few seconds: smoke mode for CI")
     parser.add_argument("--json-only", action="store_true", help="print the JSON line only")
     parser.add_argument("--jobs", type=int, help="the quiet tenant's jobs per phase (default 120; quick 12)")
-    parser.add_argument("--rate", type=float, default=2.0, help="the quiet tenant's jobs/s (default 2)")
+    parser.add_argument("--rate", type=float, default=1.0, help="the quiet tenant's jobs/s (default 1)")
     parser.add_argument("--flood", type=float, default=250.0, help="the abuser's requests/s (default 250)")
     parser.add_argument("--hang", type=float, default=25.0, help="seconds the abuser's consumer hangs (default 25)")
     parser.add_argument("--settle", type=float, help="seconds of abuse before measuring (default 10; quick 3)")
@@ -195,7 +198,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
-    args.jobs = args.jobs or (12 if args.quick else 120)
+    args.jobs = args.jobs or (8 if args.quick else 90)
     args.settle = args.settle if args.settle is not None else (3.0 if args.quick else 10.0)
     return args
 

@@ -20,14 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import math
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
 import h11
+
+from web.ratelimit import THROTTLE_HEADER, classify
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +48,14 @@ MAX_HEAD = 64 * 1024
 KEEPALIVE_SECONDS = 75.0
 #: Response bytes buffered towards a client before the front stops reading from gunicorn.
 WRITE_BUFFER = 1024 * 1024
-#: Headers that describe one hop's connection, never passed on (RFC 9110 §7.6.1).
+#: The app's throttle verdicts (``web.ratelimit.THROTTLE_HEADER``), lower case as h11 gives them.
+THROTTLE = THROTTLE_HEADER.lower().encode()
+#: Most throttle verdicts remembered; past that the expired ones are dropped.
+MAX_THROTTLED = 10_000
+#: Headers that describe one hop's connection, never passed on (RFC 9110 §7.6.1), and our own.
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
-     b"expect", b"content-length", PEER_HEADER}
+     b"expect", b"content-length", PEER_HEADER, THROTTLE}
 )  # fmt: skip
 
 
@@ -100,6 +109,40 @@ class Front:
     def __init__(self, config: FrontConfig):
         self.config = config
         self.connections: set[asyncio.Task[Any]] = set()
+        #: (credential digest, class of route or "*") → (monotonic time it is refused until, policy).
+        self.throttled: dict[tuple[str, str], tuple[float, str]] = {}
+
+    def _throttle_key(self, request: h11.Request) -> tuple[str, str] | None:
+        credential = _header(request.headers, b"authorization")
+        if not credential:
+            return None
+        path = request.target.split(b"?", 1)[0].decode("latin-1")
+        digest = hashlib.sha256(credential.encode("latin-1")).hexdigest()
+        return digest, classify(request.method.decode("latin-1"), path)
+
+    def _refused_until(self, request: h11.Request) -> tuple[float, str] | None:
+        """When the app said this credential's requests of this class are refused until a time
+        still ahead, that time and the policy: the front answers 429 itself."""
+        key = self._throttle_key(request)
+        if key is None or not self.throttled:
+            return None
+        now = time.monotonic()
+        for scope in (key, (key[0], "*")):
+            verdict = self.throttled.get(scope)
+            if verdict is not None and verdict[0] > now:
+                return verdict
+        return None
+
+    def _remember(self, request: h11.Request, value: bytes) -> None:
+        """Record the app's verdict ``<class or *> <seconds> <policy>`` for the request's credential."""
+        key = self._throttle_key(request)
+        parts = value.decode("latin-1").split()
+        if key is None or len(parts) != 3 or not parts[1].isdigit():
+            return
+        if len(self.throttled) >= MAX_THROTTLED:
+            now = time.monotonic()
+            self.throttled = {k: v for k, v in self.throttled.items() if v[0] > now}
+        self.throttled[(key[0], parts[0])] = (time.monotonic() + int(parts[1]), parts[2])
 
     async def serve(self, host: str, port: int) -> asyncio.Server:
         return await asyncio.start_server(self.handle, host, port, backlog=2048, limit=READ_SIZE)
@@ -131,6 +174,12 @@ class Front:
                 if request is None:
                     return
                 first = False
+                verdict = self._refused_until(request)
+                if verdict is not None:
+                    if not await self._answer_throttled(conn, writer, request, verdict):
+                        return
+                    conn.start_next_cycle()
+                    continue
                 body = await self._read_body(conn, reader, writer, request)
                 try:
                     upstream = await self._forward(upstream, request, body, peer, conn, writer)
@@ -258,7 +307,9 @@ class Front:
                 while chunk := body.read(READ_SIZE * 4):
                     await _send(upstream.writer, upstream.conn, h11.Data(data=chunk))
                 await _send(upstream.writer, upstream.conn, h11.EndOfMessage())
-                await self._relay_response(upstream, conn, writer, answered)
+                throttle = await self._relay_response(upstream, conn, writer, answered)
+                if throttle is not None:
+                    self._remember(request, throttle)
             except (ConnectionError, OSError, h11.RemoteProtocolError):
                 upstream.close()
                 upstream = None
@@ -280,8 +331,13 @@ class Front:
 
     async def _relay_response(
         self, upstream: _Upstream, conn: h11.Connection, writer: asyncio.StreamWriter, answered: list[bool]
-    ) -> None:
-        """Pass gunicorn's answer on as it comes; ``answered[0]`` turns True once the client has its head."""
+    ) -> bytes | None:
+        """Pass gunicorn's answer on as it comes; ``answered[0]`` turns True once the client has its head.
+
+        Returns:
+            The app's throttle verdict on a 429, if it gave one.
+        """
+        throttle: bytes | None = None
         while True:
             event = upstream.conn.next_event()
             if event is h11.NEED_DATA:
@@ -293,6 +349,8 @@ class Front:
             if isinstance(event, h11.InformationalResponse):
                 continue
             if isinstance(event, h11.Response):
+                if event.status_code == 429:
+                    throttle = next((v for n, v in event.headers if n.lower() == THROTTLE), None)
                 headers = [(n, v) for n, v in event.headers if n.lower() not in HOP_BY_HOP - {b"content-length"}]
                 answered[0] = True
                 await _send(writer, conn, h11.Response(status_code=event.status_code, headers=headers,
@@ -301,9 +359,36 @@ class Front:
                 await _send(writer, conn, h11.Data(data=event.data))
             elif isinstance(event, h11.EndOfMessage):
                 await _send(writer, conn, h11.EndOfMessage())
-                return
+                return throttle
             elif isinstance(event, h11.ConnectionClosed):
                 raise ConnectionError("gunicorn closed the connection mid-response")
+
+    async def _answer_throttled(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request, verdict: tuple[float, str]
+    ) -> bool:
+        """429 as the app would answer it; True when the connection can serve another request
+        (the request had no body to skip)."""
+        retry_after = max(1, math.ceil(verdict[0] - time.monotonic()))
+        body = json.dumps(
+            {
+                "error": {
+                    "code": "rate_limited",
+                    "message": f"too many requests; try again in {retry_after} s",
+                    "details": {"policy": verdict[1], "retry_after": retry_after},
+                }
+            }
+        ).encode()
+        has_body = _header(request.headers, b"transfer-encoding") is not None or (
+            _header(request.headers, b"content-length") or "0") != "0"  # fmt: skip
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"retry-after", str(retry_after).encode()),
+                   (b"ratelimit", f'"{verdict[1]}";r=0;t={retry_after}'.encode())]  # fmt: skip
+        if has_body:
+            headers.append((b"connection", b"close"))
+        await _send(writer, conn, h11.Response(status_code=429, headers=headers))
+        await _send(writer, conn, h11.Data(data=body))
+        await _send(writer, conn, h11.EndOfMessage())
+        return not has_body and conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
     async def _connect(self) -> _Upstream | None:
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -31,8 +32,11 @@ log = logging.getLogger(__name__)
 
 #: Classes of route, each with its own per-credential limit (a setting ``rate_limit_<class>``).
 ROUTE_CLASSES = ("read", "write", "upload", "replay")
-#: Endpoints in a class of their own (others go by method: GET/HEAD read, PUT/PATCH upload, else write).
-ENDPOINT_CLASSES = {"jobs.replay": "replay"}
+#: Paths in a class of their own (others go by method: GET/HEAD read, PUT/PATCH upload, else write).
+REPLAY_PATH = re.compile(r"^/v1/jobs/[^/]+/deliveries$")
+#: Tells chute's front (``web.front``) that a credential is refused for a while, as
+#: ``<class or *> <seconds>``, so the front answers its next requests itself, at no cost to gunicorn.
+THROTTLE_HEADER = "X-Chute-Throttle"
 #: Paths no limit applies to: probes must always answer.
 UNLIMITED_PATHS = frozenset({"/healthz"})
 #: Seconds Redis may take before a request passes unlimited.
@@ -123,14 +127,19 @@ def _policies(scope: str, spec: str, identifiers: tuple[str, ...]) -> list[Polic
     return [Policy(f"{scope}-{item.get_expiry()}s", item, (scope, *identifiers)) for item in limiter().items(spec)]
 
 
-def route_class() -> str:
-    if request.endpoint in ENDPOINT_CLASSES:
-        return ENDPOINT_CLASSES[request.endpoint]
-    if request.method in ("GET", "HEAD", "OPTIONS"):
+def classify(method: str, path: str) -> str:
+    """The class of route of a request (the front classifies with it too)."""
+    if method == "POST" and REPLAY_PATH.match(path):
+        return "replay"
+    if method in ("GET", "HEAD", "OPTIONS"):
         return "read"
-    if request.method in ("PUT", "PATCH"):
+    if method in ("PUT", "PATCH"):
         return "upload"
     return "write"
+
+
+def route_class() -> str:
+    return classify(request.method, request.path)
 
 
 def client_address() -> str:
@@ -217,4 +226,7 @@ def add_headers(response: Response) -> Response:
     response.headers["RateLimit"] = f'"{tightest.policy.name}";r={tightest.remaining};t={tightest.reset_in}'
     if not tightest.allowed:
         response.headers["Retry-After"] = str(tightest.reset_in)
+        if g.get("credential_id"):
+            scope = "*" if tightest.policy.name.startswith("tenant-") else route_class()
+            response.headers[THROTTLE_HEADER] = f"{scope} {tightest.reset_in} {tightest.policy.name}"
     return response

@@ -36,7 +36,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     env = services.chute_env(os.environ, database_url=f"sqlite:///{root}/chute.db", storage_url=f"file://{root}/obj",
                              staging_dir=str(root / "staging"), secret_key="front-test", metrics_dir=str(root / "m"),
                              web_body_stall_seconds="1.5", web_header_timeout_seconds="2",
-                             rate_limit_anonymous="3/minute")  # fmt: skip
+                             rate_limit_anonymous="3/minute", rate_limit_write="2/minute")  # fmt: skip
     subprocess.run([sys.executable, "-m", "web.cli", "migrate"], env=env, cwd=services.REPO, check=True,
                    capture_output=True, timeout=120)  # fmt: skip
     key = services.issue_api_key(env, "patient")["api_key"]
@@ -105,6 +105,22 @@ def test_200_trickling_connections_do_not_hold_healthz_or_other_tenants(web: tup
     print(f"\n/healthz median {statistics.median(alone) * 1000:.1f} ms alone, "
           f"{statistics.median(loaded) * 1000:.1f} ms beside {len(sockets)} trickling connections; "
           f"GET /v1/jobs median {statistics.median(api) * 1000:.1f} ms")  # fmt: skip
+
+
+def test_the_front_answers_a_throttled_credential_itself(web: tuple[str, str]) -> None:
+    """Once the app refused a credential's class of route, the front refuses it too until
+    Retry-After, without passing the request on (its 429 has no RateLimit-Policy: the app's does)."""
+    base, key = web
+    session = requests.Session()
+    headers = {"Authorization": f"Bearer {key}"}
+    answers = [session.post(base + "/v1/uploads", json={"filename": "a", "size": 1}, headers=headers, timeout=30)
+               for _ in range(4)]  # fmt: skip
+    assert [a.status_code for a in answers] == [201, 201, 429, 429]
+    by_app, by_front = answers[2], answers[3]
+    assert "RateLimit-Policy" in by_app.headers and "RateLimit-Policy" not in by_front.headers
+    assert by_front.json()["error"]["code"] == "rate_limited" and int(by_front.headers["Retry-After"]) >= 1
+    assert "X-Chute-Throttle" not in by_app.headers  # the app's note to the front stays inside
+    assert session.get(base + "/v1/jobs", headers=headers, timeout=30).status_code == 200  # reads are another class
 
 
 def test_a_stalled_body_is_answered_408_and_dropped(web: tuple[str, str]) -> None:

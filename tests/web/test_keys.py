@@ -62,6 +62,7 @@ def test_revocation_from_the_cli_reaches_every_web_process(tmp_path: Path) -> No
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
     with services.postgres_database() as url:
         env = services.chute_env(os.environ, database_url=url, staging_dir=str(tmp_path / "staging"),
+                                 metrics_dir=str(tmp_path / "metrics"),
                                  storage_url=f"file://{tmp_path}/objects", api_key_cache_seconds="3600",
                                  secret_key="test-secret-key", sweep_interval_seconds="0")  # fmt: skip
         assert chute(env, "migrate").returncode == 0
