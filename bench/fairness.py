@@ -173,6 +173,7 @@ def run(args: argparse.Namespace, report: Report) -> dict[str, Any]:
             beside = quiet_run(quiet, receiver, pool, args.jobs, args.rate, "beside")
         finally:
             abuser.finish()
+        time.sleep(2)  # past the abuser's own Retry-After
         status = Api(base_url, abuse_key).call("GET", "/v1/webhook-endpoints", expect=(200, 429))
         endpoints = (status or {}).get("endpoints", [])
         return {

@@ -385,6 +385,8 @@ class Front:
                    (b"ratelimit", f'"{verdict[1]}";r=0;t={retry_after}'.encode())]  # fmt: skip
         if has_body:
             headers.append((b"connection", b"close"))
+        else:
+            conn.next_event()  # the request's EndOfMessage (no body), so the connection can be reused
         await _send(writer, conn, h11.Response(status_code=429, headers=headers))
         await _send(writer, conn, h11.Data(data=body))
         await _send(writer, conn, h11.EndOfMessage())
