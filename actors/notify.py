@@ -145,7 +145,6 @@ def attempt_delivery(message_id: str) -> Outcome | None:
         outcome = _send(url, body, secrets, message_id, cfg.webhook_timeout_seconds)
     webhook_attempt(ok=outcome.ok, gone=outcome.gone, status_code=outcome.status_code,
                     seconds=outcome.duration_ms / 1000)  # fmt: skip
-    record_outcome(prepared.tenant_id, url, outcome)
     next_delay: float | None = None
     with session_scope() as session:
         event = session.get(delivery.WebhookEvent, message_id, with_for_update=True)
@@ -172,6 +171,7 @@ def attempt_delivery(message_id: str) -> Outcome | None:
             next_delay = max(next_delay, outcome.retry_after or 0)
             event.next_attempt_at = utcnow() + timedelta(seconds=next_delay)
         attempts, status = event.attempts, event.status
+    record_outcome(prepared.tenant_id, url, outcome)  # after the attempt's own record, which clients read
     log.info(
         "webhook %s attempt %d to %s: %s (%s)", message_id, attempts, url, outcome.status_code or outcome.error, status
     )

@@ -14,6 +14,7 @@ from PIL import Image
 from standardwebhooks import Webhook
 
 from tests.e2e.conftest import Stack
+from tests.support import services
 from tests.support.files import corrupt_pdf, sample_jpeg, sample_pdf
 from tests.support.uploading import chunked_upload, content_digest
 
@@ -83,8 +84,11 @@ def test_chunked_pdf_sent_out_of_order(stack: Stack) -> None:
     event = webhook_for(stack, out["job_id"])
     assert event["type"] == "job.completed" and event["data"]["status"] == "completed"
     assert event["data"]["sha256"] == hashlib.sha256(pdf).hexdigest()
-    status, body = stack.call("GET", f"/v1/jobs/{out['job_id']}/deliveries")
-    assert [d["status_code"] for d in body["deliveries"]] == [200]
+    # The attempt is recorded once the receiver's answer is in: poll for it.
+    deliveries = services.wait_until(
+        lambda: stack.call("GET", f"/v1/jobs/{out['job_id']}/deliveries")[1]["deliveries"], 30, what="the attempt"
+    )
+    assert [d["status_code"] for d in deliveries] == [200]
 
 
 def test_jpeg_one_shot_gets_a_thumbnail(stack: Stack) -> None:
