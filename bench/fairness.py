@@ -199,8 +199,10 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
-    args.jobs = args.jobs or (8 if args.quick else 90)
-    args.settle = args.settle if args.settle is not None else (3.0 if args.quick else 10.0)
+    args.jobs = args.jobs or (6 if args.quick else 90)
+    if args.quick:
+        args.hang = min(args.hang, 5.0)
+    args.settle = args.settle if args.settle is not None else (2.0 if args.quick else 10.0)
     return args
 
 
