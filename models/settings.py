@@ -157,6 +157,8 @@ class Settings:
     rate_limit_replay: str = "10/minute"
     #: Per client address, on requests without a credential or with a wrong one.
     rate_limit_anonymous: str = "30/minute"
+    #: Per client address, on public routes outside /v1 (not /healthz and /metrics: probes and scrapers).
+    rate_limit_public: str = "300/minute"
     #: Per-tenant quotas (a tenant's own values, set with ``chute tenants set``, win).
     quota_open_uploads: int = 1000
     quota_staged_bytes: int = 200 * 1024 * MiB
@@ -190,6 +192,9 @@ class Settings:
     web_body_stall_seconds: float = 30.0
     #: Set by ``chute web`` for its gunicorn: trust the front's peer-address header.
     behind_front: bool = False
+    #: False for a worker group whose samples another group's exporter serves (``chute worker``
+    #: sets it for its webhook group, which shares the stage group's metrics directory and port).
+    worker_metrics_exporter: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -245,11 +245,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     stages = _dramatiq_argv(processes, threads, [settings.queue(q) for q in STAGES])
     hooks = _dramatiq_argv(settings.webhook_worker_processes, settings.webhook_worker_threads,
                            [settings.queue(q) for q in WEBHOOK_QUEUES])  # fmt: skip
-    # The webhook group is a group of its own: its own exporter port and metrics directory.
-    hook_port, hook_dir = worker_exporter(settings.metrics_dir, host, port + 1)
-    hook_env = {**os.environ, "dramatiq_prom_port": str(hook_port), "dramatiq_prom_db": str(hook_dir),
-                "PROMETHEUS_MULTIPROC_DIR": str(hook_dir)}  # fmt: skip
-    print(f"chute worker: webhook group metrics on http://{host}:{hook_port}/metrics", file=sys.stderr, flush=True)
+    # The webhook group writes its samples into the same directory; the stage group's exporter serves both.
+    hook_env = {**os.environ, "CHUTE_WORKER_METRICS_EXPORTER": "false"}
     return _supervise([(stages, dict(os.environ)), (hooks, hook_env)])
 
 

@@ -37,8 +37,8 @@ REPLAY_PATH = re.compile(r"^/v1/jobs/[^/]+/deliveries$")
 #: Tells chute's front (``web.front``) that a credential is refused for a while, as
 #: ``<class or *> <seconds>``, so the front answers its next requests itself, at no cost to gunicorn.
 THROTTLE_HEADER = "X-Chute-Throttle"
-#: Paths no limit applies to: probes must always answer.
-UNLIMITED_PATHS = frozenset({"/healthz"})
+#: Paths no limit applies to: probes and scrapers must always be answered.
+UNLIMITED_PATHS = frozenset({"/healthz", "/metrics"})
 #: Seconds Redis may take before a request passes unlimited.
 REDIS_TIMEOUT = 0.5
 
@@ -163,17 +163,6 @@ def _refuse(standing: Standing, who: str) -> RateLimited:
     )
 
 
-def check_address_before_lookup() -> None:
-    """Refuse, without touching the database, an address that used up its failed-auth budget.
-
-    Raises:
-        RateLimited: the address is over ``rate_limit_anonymous``.
-    """
-    standing = limiter().exhausted(anonymous_policies())
-    if standing is not None:
-        raise _refuse(standing, "without a valid credential from this address")
-
-
 def count_failed_auth() -> None:
     """Count a request without a valid credential against its address.
 
@@ -208,10 +197,21 @@ def count_request(tenant_id: str, credential_id: str) -> None:
 
 
 def limit_public() -> None:
-    """A ``before_request`` hook: public routes outside /v1 (but /healthz) count per address."""
+    """A ``before_request`` hook: public routes outside /v1 (but probes) count per address, in a
+    budget of their own (a page polled often must not use up the failed-auth budget).
+
+    Raises:
+        RateLimited: the address is over ``rate_limit_public``.
+    """
     if request.path.startswith("/v1/") or request.path in UNLIMITED_PATHS:
         return
-    count_failed_auth()
+    policies = _policies("public", current_settings().rate_limit_public, (client_address(),))
+    standings = limiter().count(policies)
+    if standings:
+        g.rate_limit = standings
+        refused = next((s for s in standings if not s.allowed), None)
+        if refused is not None:
+            raise _refuse(refused, "from this address")
 
 
 def add_headers(response: Response) -> Response:

@@ -84,20 +84,25 @@ def test_a_tenants_keys_share_the_tenant_limit(settings, stub_broker, tenant, ot
     assert client.get("/v1/jobs", headers=other_tenant.headers).status_code == 200
 
 
-def test_bad_credentials_are_limited_per_address_before_any_lookup(settings, stub_broker, tenant) -> None:  # type: ignore[no-untyped-def]
+def test_bad_credentials_are_limited_per_address(settings, stub_broker, tenant) -> None:  # type: ignore[no-untyped-def]
     client = limited_app(settings, rate_limit_anonymous="3/minute").test_client()
     codes = [client.get("/v1/jobs", headers={"Authorization": f"Bearer chute_bad{i}"}).status_code for i in range(3)]
     assert codes == [401, 401, 401]
     assert client.get("/v1/jobs").status_code == 429  # no credential at all counts too
-    # Another address is not affected.
+    assert client.get("/v1/jobs", headers={"Authorization": "Bearer chute_bad9"}).status_code == 429
+    # Another address is not affected, and a valid key from the same address still passes.
     assert client.get("/v1/jobs", environ_base={"REMOTE_ADDR": "10.9.8.7"}).status_code == 401
+    assert client.get("/v1/jobs", headers=tenant.headers).status_code == 200
 
 
-def test_probes_are_never_limited_but_other_public_routes_are(settings, stub_broker) -> None:  # type: ignore[no-untyped-def]
-    client = limited_app(settings, rate_limit_anonymous="2/minute").test_client()
-    assert all(client.get("/healthz").status_code == 200 for _ in range(10))
+def test_probes_are_never_limited_but_other_public_routes_are(settings, stub_broker, tenant) -> None:  # type: ignore[no-untyped-def]
+    client = limited_app(settings, rate_limit_public="2/minute", rate_limit_anonymous="1/minute").test_client()
+    assert all(client.get(path).status_code == 200 for path in ("/healthz", "/metrics") * 5)
     codes = [client.get("/openapi.json").status_code for _ in range(3)]
     assert codes == [200, 200, 429]
+    # A budget of its own: the address may still fail auth once, and a valid key is not refused.
+    assert client.get("/v1/jobs", headers={"Authorization": "Bearer chute_bad"}).status_code == 401
+    assert client.get("/v1/jobs", headers=tenant.headers).status_code == 200
 
 
 def test_web_processes_share_the_counters_in_redis(settings, stub_broker, tenant, redis_prefix) -> None:  # type: ignore[no-untyped-def]
