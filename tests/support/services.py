@@ -98,11 +98,13 @@ def _alive(pid: int) -> bool:
 # --- RabbitMQ --------------------------------------------------------------------------
 
 #: The queues Dramatiq makes per stage queue.
-STAGE_QUEUES = ("assemble", "upload", "extract", "notify", "webhooks")
+STAGE_QUEUES = ("assemble", "upload", "extract", "notify")
+#: Queues that are not stages (webhook deliveries run on their own queue).
+OTHER_QUEUES = ("webhooks",)
 
 
 def queue_names(prefix: str) -> list[str]:
-    return [f"{prefix}{stage}{suffix}" for stage in STAGE_QUEUES for suffix in ("", ".DQ", ".XQ")]
+    return [f"{prefix}{queue}{suffix}" for queue in STAGE_QUEUES + OTHER_QUEUES for suffix in ("", ".DQ", ".XQ")]
 
 
 @contextlib.contextmanager
