@@ -226,7 +226,7 @@ def add_headers(response: Response) -> Response:
     response.headers["RateLimit"] = f'"{tightest.policy.name}";r={tightest.remaining};t={tightest.reset_in}'
     if not tightest.allowed:
         response.headers["Retry-After"] = str(tightest.reset_in)
-        if g.get("credential_id"):
+        if g.get("credential") is not None:
             scope = "*" if tightest.policy.name.startswith("tenant-") else route_class()
             response.headers[THROTTLE_HEADER] = f"{scope} {tightest.reset_in} {tightest.policy.name}"
     return response
