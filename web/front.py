@@ -92,6 +92,20 @@ class _Refuse(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+class _Partial(Exception):
+    """The client went away mid-body of a request whose partial body is still worth passing on."""
+
+    def __init__(self, body: IO[bytes]):
+        super().__init__("partial body")
+        self.body = body
+
+
+def _keeps_partial(request: h11.Request) -> bool:
+    """A tus PATCH: the protocol keeps the bytes that arrived before a connection broke, so the
+    client resumes from there instead of sending them again (tus 1.0.0, core protocol)."""
+    return request.method == b"PATCH" and _header(request.headers, b"tus-resumable") is not None
+
+
 class _Upstream:
     """One kept-alive connection to gunicorn."""
 
@@ -180,7 +194,11 @@ class Front:
                         return
                     conn.start_next_cycle()
                     continue
-                body = await self._read_body(conn, reader, writer, request)
+                try:
+                    body = await self._read_body(conn, reader, writer, request)
+                except _Partial as partial:
+                    await self._forward_partial(request, partial.body, peer)
+                    return
                 try:
                     upstream = await self._forward(upstream, request, body, peer, conn, writer)
                 finally:
@@ -251,6 +269,10 @@ class Front:
             while True:
                 try:
                     event = await self._receive(conn, reader, self.config.body_stall)
+                except (h11.RemoteProtocolError, ConnectionError):  # the client went away mid-body
+                    if size and _keeps_partial(request):
+                        raise _Partial(body) from None
+                    raise
                 except TimeoutError:
                     raise _Refuse(408, "request_timeout", "the request body stalled") from None
                 if isinstance(event, h11.Data):
@@ -262,7 +284,11 @@ class Front:
                     body.seek(0)
                     return body
                 elif isinstance(event, h11.ConnectionClosed):
+                    if size and _keeps_partial(request):
+                        raise _Partial(body)
                     raise ConnectionError("the client closed the connection mid-body")
+        except _Partial:
+            raise
         except BaseException:
             body.close()
             raise
@@ -278,17 +304,7 @@ class Front:
     ) -> _Upstream | None:
         """Send the request to gunicorn and stream its response to the client; returns the
         upstream connection if it can be used again."""
-        size = body.seek(0, 2)
-        body.seek(0)
-        headers = [(name, value) for name, value in request.headers if name.lower() not in HOP_BY_HOP]
-        if (
-            size
-            or _header(request.headers, b"content-length") is not None
-            or _header(request.headers, b"transfer-encoding")
-        ):
-            headers.append((b"content-length", str(size).encode()))
-        headers.append((PEER_HEADER, peer.encode()))
-        outgoing = h11.Request(method=request.method, target=request.target, headers=headers)
+        outgoing = _upstream_request(request, body, peer)
         for attempt in range(2):
             # A kept-alive connection gunicorn closed meanwhile (its keep-alive is short) fails
             # before any answer: the request is sent again once, on a fresh connection.
@@ -328,6 +344,32 @@ class Front:
             return upstream
         upstream.close()
         return None
+
+    async def _forward_partial(self, request: h11.Request, body: IO[bytes], peer: str) -> None:
+        """Pass on what arrived of a body whose client is gone; its answer goes nowhere."""
+        upstream = await self._connect()
+        try:
+            if upstream is None:
+                return
+            await _send(upstream.writer, upstream.conn, _upstream_request(request, body, peer))
+            while chunk := body.read(READ_SIZE * 4):
+                await _send(upstream.writer, upstream.conn, h11.Data(data=chunk))
+            await _send(upstream.writer, upstream.conn, h11.EndOfMessage())
+            while True:
+                event = upstream.conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await upstream.reader.read(READ_SIZE)
+                    if not data:
+                        return
+                    upstream.conn.receive_data(data)
+                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                    return
+        except (ConnectionError, OSError, h11.ProtocolError) as e:
+            log.debug("front: passing on a partial body failed: %s", e)
+        finally:
+            body.close()
+            if upstream is not None:
+                upstream.close()
 
     async def _relay_response(
         self, upstream: _Upstream, conn: h11.Connection, writer: asyncio.StreamWriter, answered: list[bool]
@@ -413,6 +455,21 @@ class Front:
             writer.write(conn.send(h11.Data(data=body)) or b"")
             writer.write(conn.send(h11.EndOfMessage()) or b"")
             await writer.drain()
+
+
+def _upstream_request(request: h11.Request, body: IO[bytes], peer: str) -> h11.Request:
+    """The request as gunicorn gets it: its own hop headers, the body's real length, the peer."""
+    size = body.seek(0, 2)
+    body.seek(0)
+    headers = [(name, value) for name, value in request.headers if name.lower() not in HOP_BY_HOP]
+    if (
+        size
+        or _header(request.headers, b"content-length") is not None
+        or _header(request.headers, b"transfer-encoding")
+    ):
+        headers.append((b"content-length", str(size).encode()))
+    headers.append((PEER_HEADER, peer.encode()))
+    return h11.Request(method=request.method, target=request.target, headers=headers)
 
 
 def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
