@@ -2,7 +2,7 @@
 webhook endpoints with their circuit breakers, webhook secrets sealed at rest
 
 Revision ID: 0003
-Revises: 0004
+Revises: 0007
 Create Date: 2026-11-22 23:09:32.859941
 
 """
@@ -17,7 +17,7 @@ from models.sealing import seal, unseal
 
 # revision identifiers, used by Alembic.
 revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
