@@ -41,7 +41,7 @@ def build_middleware(settings: Settings) -> list[Middleware]:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
-        JobTracking(max_attempts=settings.max_stage_attempts),
+        JobTracking(),
         Retries(
             max_retries=settings.max_retries,
             min_backoff=settings.min_backoff_ms,
@@ -58,7 +58,22 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     middleware = build_middleware(settings)
     if settings.is_stub_broker:
         return StubBroker(middleware=middleware)
-    return RabbitmqBroker(url=settings.broker_url, confirm_delivery=True, middleware=middleware)
+    return RabbitmqBroker(url=broker_urls(settings), confirm_delivery=True, middleware=middleware)
+
+
+def broker_urls(settings: Settings) -> str:
+    """The broker URL(s), each with a blocked-connection timeout unless it names one.
+
+    During a memory or disk alarm RabbitMQ stops reading from publishing connections; without
+    this timeout a confirmed publish waits until the alarm clears, holding an API thread.
+    """
+    seconds = settings.broker_blocked_timeout_seconds
+    urls = []
+    for url in settings.broker_url.split(";"):
+        if "blocked_connection_timeout=" not in url:
+            url += ("&" if "?" in url else "?") + f"blocked_connection_timeout={seconds:g}"
+        urls.append(url)
+    return ";".join(urls)
 
 
 settings = current_settings()
@@ -66,15 +81,30 @@ broker = build_broker(settings)
 dramatiq.set_broker(broker)
 
 
+#: The routing key of readiness probes: no queue has it, so the broker drops them at once.
+PROBE_ROUTING_KEY = "chute.readyz.probe"
+
+
 def ping_broker(target: dramatiq.Broker) -> None:
-    """Raise unless the broker answers (readiness); the StubBroker always does."""
+    """Raise unless the broker answers and takes publishes (readiness); the StubBroker always does.
+
+    A confirmed probe publish: a broker under a memory or disk alarm accepts connections but
+    blocks publishers, and a service that cannot publish is not ready.
+    """
     if isinstance(target, RabbitmqBroker):
         import pika
 
-        params = pika.URLParameters(settings.broker_url.split(";")[0])
+        params = pika.URLParameters(broker_urls(settings).split(";")[0])
         params.socket_timeout = 2
         params.connection_attempts = 1
-        pika.BlockingConnection(params).close()
+        connection = pika.BlockingConnection(params)
+        try:
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(exchange="", routing_key=PROBE_ROUTING_KEY, body=b"")
+        finally:
+            if connection.is_open:
+                connection.close()
 
 
 def queue_counts(target: dramatiq.Broker, names: list[str]) -> dict[str, tuple[int, int | None]]:

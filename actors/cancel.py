@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from actors.cleanup import release_job
 from actors.metrics import UPLOADS, job_ended
 from actors.notify import notify
@@ -10,6 +12,8 @@ from models import staging
 from models import upload as uploads
 from models.db import session_scope
 from models.settings import current_settings
+
+log = logging.getLogger(__name__)
 
 
 def cancel_job(tenant_id: str, job_id: str) -> jobs.Job:
@@ -24,8 +28,17 @@ def cancel_job(tenant_id: str, job_id: str) -> jobs.Job:
         jobs.cancel(job)
     job_ended("cancelled")
     release_job(job_id)
-    notify.send(job_id)
+    announce(job_id)
     return job
+
+
+def announce(job_id: str) -> None:
+    """Send the notify message of an ended job; with the broker down, the sweeper sends it later
+    (it looks for ended jobs without their webhook event), so the cancel still stands."""
+    try:
+        notify.send(job_id)
+    except Exception as e:
+        log.warning("job %s: the broker did not take its notify message (%s); the sweeper sends it", job_id, e)
 
 
 def cancel_upload(tenant_id: str, upload_id: str) -> tuple[uploads.Upload, str | None]:

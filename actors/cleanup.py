@@ -1,4 +1,8 @@
-"""Housekeeping: release what a finished job holds, expire abandoned uploads, re-send lost jobs."""
+"""Housekeeping: release what an ended job holds, expire abandoned uploads, re-send lost jobs.
+
+Everything here is idempotent and driven by the database, so ``chute cleanup`` and the
+sweeper of every worker process may run it at once.
+"""
 
 from __future__ import annotations
 
@@ -8,78 +12,151 @@ from datetime import timedelta
 
 from actors.metrics import SWEEPER_ACTIONS, UPLOADS
 from actors.storage import open_store
+from models import cleanup as tasks
+from models import delivery, staging, tokens
 from models import job as jobs
-from models import staging, tokens
 from models import upload as uploads
 from models.db import session_scope, utcnow
 from models.settings import current_settings
 
 log = logging.getLogger(__name__)
 
+#: Staged chunks of an upload the database does not know are removed after this long (a row
+#: commits just after its chunk is written).
+UNKNOWN_GRACE_SECONDS = 600
+
+#: The sweeper's metric actions (``chute_sweeper_actions``) and the counts of ``sweep()`` they sum.
+SWEEPER_COUNTS = (("expired", "expired_uploads"), ("republished", "resent_jobs"), ("resumed", "resumed_jobs"),
+                  ("announced", "announced_jobs"), ("cleaned", "cleanups"), ("leftovers", "leftovers"))  # fmt: skip
+
+#: Ended jobs whose webhook event is missing are announced if they ended within this window.
+ANNOUNCE_WINDOW = timedelta(days=1)
+
 
 def release_job(job_id: str) -> None:
-    """Abort a job's multipart upload and remove its staged bytes (idempotent).
+    """Give back what a failed or cancelled job holds: its multipart upload, its stored objects
+    (the original and any derivative) and its staged bytes (idempotent).
 
-    Called when a job fails or is cancelled: an S3 multipart upload that is never aborted
-    keeps its parts, invisible, in the bucket.
+    The storage to remove is first written down as cleanup tasks, in the transaction that
+    forgets the multipart id, then removed at once; what the store refuses now (it may be down)
+    the sweeper removes later, so no part or object is left in the bucket unseen.
     """
     settings = current_settings()
     with session_scope() as session:
         job = jobs.load_job(session, job_id, for_update=True)
         if job is None:
             return
-        key, multipart_id, upload_id = job.object_key, job.multipart_id, job.upload_id
+        upload_id = job.upload_id
+        if job.object_key and job.multipart_id:
+            tasks.add(session, job_id, tasks.ABORT_MULTIPART, job.object_key, job.multipart_id)
+        if job.object_key and job.status != jobs.COMPLETED:
+            tasks.add(session, job_id, tasks.DELETE_PREFIX, job_prefix(job))
         job.multipart_id = None
         job.parts = None
-    if key and multipart_id:
-        try:
-            open_store(settings.storage_url).abort_multipart(key, multipart_id)
-        except Exception:
-            log.warning("job %s: could not abort multipart upload %s", job_id, multipart_id, exc_info=True)
+    run_cleanups(job_id)
     staging.remove_upload(settings.staging_dir, upload_id)
     shutil.rmtree(staging.work_dir(settings.staging_dir, job_id), ignore_errors=True)
 
 
+def job_prefix(job: jobs.Job) -> str:
+    """The key prefix under which every object of a job lives (see ``actors.upload.object_key``)."""
+    return f"{job.tenant_id}/{job.id}/"
+
+
+def run_cleanups(job_id: str | None = None) -> int:
+    """Try the due cleanup tasks (of one job, or all); returns how many are done."""
+    store = open_store(current_settings().storage_url)
+    with session_scope() as session:
+        due = [(t.id, t.kind, t.key, t.multipart_id) for t in tasks.due(session) if job_id in (None, t.job_id)]
+    finished = 0
+    for task_id, kind, key, multipart_id in due:
+        try:
+            if kind == tasks.ABORT_MULTIPART:
+                store.abort_multipart(key, multipart_id or "")
+            else:
+                store.delete_prefix(key)
+        except Exception as e:
+            log.warning("cleanup %s of %s failed; the sweeper tries again: %s", kind, key, e)
+            with session_scope() as session:
+                tasks.failed(session, task_id, str(e))
+            continue
+        with session_scope() as session:
+            tasks.done(session, task_id)
+        finished += 1
+    return finished
+
+
+def remove_leftovers() -> int:
+    """Remove staged bytes nobody needs any more: chunks of uploads that expired, were cancelled
+    or whose job is stored or over (a redelivery after a crash right after upload can leave
+    them), and extract work directories of jobs not extracting. Returns how many were removed."""
+    settings = current_settings()
+    root = staging.staging_root(settings.staging_dir)
+    upload_ids = staging.staged_uploads(root)
+    job_ids = staging.work_dirs(root)
+    with session_scope() as session:
+        stale_uploads, unknown = uploads.unneeded_uploads(session, upload_ids)
+        stale_work = jobs.not_extracting(session, job_ids)
+    stale_uploads += [u for u in unknown if staging.idle_for(staging.upload_dir(root, u), UNKNOWN_GRACE_SECONDS)]
+    for upload_id in stale_uploads:
+        staging.remove_upload(settings.staging_dir, upload_id)
+    for job_id in stale_work:
+        shutil.rmtree(staging.work_dir(settings.staging_dir, job_id), ignore_errors=True)
+    return len(stale_uploads) + len(stale_work)
+
+
 def sweep() -> dict[str, int]:
-    """Expire abandoned uploads; re-send jobs whose first message never reached the broker, and
-    processing jobs that stalled because a later message was lost (say, the broker went away
-    between two stages).
+    """One round of housekeeping.
+
+    Expires abandoned uploads; re-sends jobs whose first message never reached the broker and
+    jobs whose message was lost after the broker took it; sends the notify message of ended
+    jobs that never got their webhook event; retries cleanup tasks; removes leftover staged bytes.
 
     Returns:
-        How many uploads were expired, and how many jobs were re-sent or resumed.
+        How many of each were done.
     """
+    from actors.notify import notify
     from actors.pipeline import publish_job, resume_job
 
     settings = current_settings()
+    now = utcnow()
     with session_scope() as session:
         expired = uploads.expire_uploads(session)
         tokens.drop_dead_usage(session, utcnow())
     for upload_id in expired:
         staging.remove_upload(settings.staging_dir, upload_id)
     with session_scope() as session:
-        lost = jobs.unpublished_jobs(session, utcnow() - timedelta(seconds=settings.requeue_after_seconds))
-    resent = 0
-    for job_id in lost:
-        try:
-            publish_job(job_id)
-            resent += 1
-        except Exception:
-            log.warning("job %s: re-sending failed; next sweep tries again", job_id, exc_info=True)
-    with session_scope() as session:
-        stalled = jobs.stalled_jobs(session, utcnow() - timedelta(seconds=settings.stall_after_seconds))
-    resumed = 0
-    for job_id, stage in stalled:
-        try:
-            resume_job(job_id, stage)
-            resumed += 1
-        except Exception:
-            log.warning("job %s: resuming at %s failed; next sweep tries again", job_id, stage, exc_info=True)
+        unpublished = jobs.unpublished_jobs(session, now - timedelta(seconds=settings.requeue_after_seconds))
+        lost = jobs.lost_jobs(session, now - timedelta(seconds=settings.resend_after_seconds),
+                              now - timedelta(seconds=settings.stall_after_seconds))  # fmt: skip
+        unannounced = delivery.unannounced_jobs(session, now - timedelta(seconds=settings.requeue_after_seconds),
+                                                now - ANNOUNCE_WINDOW)  # fmt: skip
+    counts = {"expired_uploads": len(expired), "resent_jobs": 0, "resumed_jobs": 0, "announced_jobs": 0}
+    for job_id in unpublished:
+        counts["resent_jobs"] += _try(publish_job, job_id)
+    for job_id, stage in lost:
+        counts["resumed_jobs"] += _try(resume_job, job_id, stage)
+    for job_id in unannounced:
+        counts["announced_jobs"] += _try(notify.send, job_id)
+    counts["cleanups"] = run_cleanups()
+    counts["leftovers"] = remove_leftovers()
     UPLOADS.labels("expired").inc(len(expired))
-    for action, count in (("expired", len(expired)), ("republished", resent), ("resumed", resumed)):
-        SWEEPER_ACTIONS.labels(action).inc(count)
-    if expired or resent or resumed:
-        log.info("sweep: expired %d uploads, re-sent %d jobs, resumed %d", len(expired), resent, resumed)
+    for action, key in SWEEPER_COUNTS:
+        SWEEPER_ACTIONS.labels(action).inc(counts[key])
     from actors.retention import enforce_retention
 
     enforce_retention()
-    return {"expired_uploads": len(expired), "resent_jobs": resent, "resumed_jobs": resumed}
+    if any(counts.values()):
+        log.info("sweep: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return counts
+
+
+def _try(send, *args: str) -> int:  # type: ignore[no-untyped-def]
+    """1 if sending worked; a failure is logged and left to the next sweep."""
+    try:
+        send(*args)
+        return 1
+    except Exception:
+        log.warning("sweep: %s%s failed; the next sweep tries again", getattr(send, "__name__", send), args,
+                    exc_info=True)  # fmt: skip
+        return 0

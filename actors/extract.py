@@ -7,11 +7,14 @@ which bounds a hostile file in time and memory; derivatives go next to the origi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
+from actors.cleanup import release_job
 from actors.extraction import Extraction, ExtractLimits, extract_file
 from actors.extraction.ocr import probe
 from actors.stage import stage_actor
@@ -44,12 +47,13 @@ def extract(job_id: str) -> None:
             "declared_type": job.content_type,
             "derivatives": [],
         }
-        scratch = staging.work_dir(settings.staging_dir, job_id)
+        # A scratch directory of this run's own: a duplicate delivery running at the same time
+        # (a re-sent message) must not read or delete this run's files.
+        scratch = staging.run_dir(settings.staging_dir, job_id, uuid.uuid4().hex)
         upload = session.get(uploads.Upload, job.upload_id)
         ocr_mode = upload.ocr if upload is not None else "auto"
 
     if kind in ("pdf", "image"):
-        shutil.rmtree(scratch, ignore_errors=True)
         (scratch / "out").mkdir(parents=True)
         try:
             source = scratch / "source"
@@ -60,13 +64,20 @@ def extract(job_id: str) -> None:
             result.update(_store_extraction(store, job, extraction))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                scratch.parent.rmdir()  # the job's directory, once no run uses it
 
     with session_scope() as session:
         job = jobs.load_job(session, job_id, for_update=True)
-        if job is None or job.terminal:
-            return
-        job.result = result
-        jobs.advance(job, "extract")
+        if job is None or job.extracted_at is not None:
+            return  # another run finished first; its derivatives have the same keys
+        ended = job.terminal
+        if not ended:
+            job.result = result
+            jobs.advance(job, "extract")
+    if ended:  # cancelled while extracting: the derivatives just stored go with the rest
+        release_job(job_id)
+        return
     log.info("job %s extracted (%s)", job_id, kind)
 
 

@@ -6,6 +6,8 @@ the Pipelines middleware sends the next stage when one succeeds.
 
 from __future__ import annotations
 
+import logging
+
 import dramatiq
 from dramatiq.errors import BrokerError
 
@@ -16,6 +18,8 @@ from actors.upload import upload
 from models import job as jobs
 from models.db import session_scope
 from models.errors import BrokerUnavailable, NotFound
+
+log = logging.getLogger(__name__)
 
 #: The stage actors, in order.
 STAGE_ACTORS = (assemble, upload, extract, notify)
@@ -43,6 +47,24 @@ def publish_job(job_id: str) -> None:
         raise BrokerUnavailable(f"the message broker is unavailable: {e}") from None
     with session_scope() as session:
         jobs.mark_enqueued(session, job_id)
+
+
+def start_jobs(job_ids: list[str]) -> int:
+    """Publish the pipelines of jobs already committed, leaving them to the sweeper if the broker
+    is down (``POST /v1/jobs`` answers 202 with their ids either way: the files are stored and
+    the jobs exist, so a client retry would only store them again). After the first refusal the
+    rest are not tried: each try can take the broker's blocked-connection timeout.
+
+    Returns:
+        How many were published now.
+    """
+    for done, job_id in enumerate(job_ids):
+        try:
+            publish_job(job_id)
+        except BrokerUnavailable as e:
+            log.warning("%d jobs left for the sweeper to publish: %s", len(job_ids) - done, e)
+            return done
+    return len(job_ids)
 
 
 def resume_job(job_id: str, stage: str) -> None:

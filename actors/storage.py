@@ -53,6 +53,7 @@ class ObjectStore(Protocol):
     def iter_object(self, key: str) -> Iterator[bytes]: ...
     def presigned_get(self, key: str, ttl_seconds: int, filename: str | None = None) -> str | None: ...
     def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> int: ...
 
 
 def _s3_errors(fn: Callable[..., T]) -> Callable[..., T]:
@@ -197,6 +198,15 @@ class S3Store:
     def delete(self, key: str) -> None:
         self.client.remove_object(self.bucket, key)
 
+    @_s3_errors
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix``; returns how many there were."""
+        keys = [o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)]
+        for key in keys:
+            if key is not None:
+                self.client.remove_object(self.bucket, key)
+        return len(keys)
+
 
 class FileStore:
     """A directory standing in for a bucket (the embedded default): ``{root}/{key}``.
@@ -285,6 +295,14 @@ class FileStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> int:
+        directory = self._path(prefix.rstrip("/"))
+        if not directory.is_dir():
+            return 0
+        count = sum(1 for p in directory.rglob("*") if p.is_file())
+        shutil.rmtree(directory, ignore_errors=True)
+        return count
 
 
 _stores: dict[str, ObjectStore] = {}

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware, SkipMessage
 
 from actors.metrics import job_ended
-from actors.transient import is_transient
+from actors.transient import BookkeepingFailed, is_transient
 from models import job as jobs
 from models.db import session_scope
 from models.errors import ChuteError
@@ -17,26 +21,46 @@ from models.errors import ChuteError
 log = logging.getLogger(__name__)
 
 
-class JobTracking(Middleware):
-    """Records stage, attempts and failure on the job of every stage message.
+@dataclass(frozen=True)
+class Admission:
+    """The run JobTracking admitted for the message a worker thread is processing."""
 
-    Applies to actors declared with the ``job_stage`` option; their first argument is a
-    job id. Before a message runs, the attempt is counted in the database (a SIGKILLed
-    worker's message is redelivered without Dramatiq's retry counter moving, so only the
-    database can stop a file that kills workers); a message for a job that is over is
-    skipped. After a message fails for good (a permanent error, or retries exhausted),
-    the job is marked failed with a specific code, its partial upload is aborted, and the
+    message_id: str
+    job_id: str
+    run_id: str | None
+    isolate: bool
+
+
+_local = threading.local()
+
+
+def current_admission() -> Admission | None:
+    """The admission of this worker thread's current stage message (None outside a worker)."""
+    return getattr(_local, "admission", None)
+
+
+def process_owner() -> str:
+    """``host:pid``: who runs a stage, as recorded on the job."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobTracking(Middleware):
+    """Records the runs, crashes and failure on the job of every stage message.
+
+    Applies to actors declared with the ``job_stage`` option; their first argument is a job
+    id. Before a message runs, its run is recorded in the database (``jobs.begin_stage``); a
+    run whose end was never recorded died with its process, which only the database can tell
+    (a SIGKILLed worker's message comes back without Dramatiq's retry counter moving). Retries
+    are left to Retries: each run's end is recorded here, so a retry is not a crash. A message
+    for a job that is over is skipped; if the run cannot be recorded (the database is down) the
+    message is retried without running. After a message fails for good (a permanent error, or
+    retries exhausted) the job is marked failed with a specific code, unless another run of the
+    same stage (a duplicate delivery) already finished it; its storage is released and the
     notify stage is sent so the client hears of it.
 
     Must come *before* Retries in the middleware list: Dramatiq runs after-hooks in reverse
     order, and this one reads the ``message.failed`` that Retries sets.
-
-    Parameters:
-        max_attempts: Attempts of one stage before the job fails with ``too_many_attempts``.
     """
-
-    def __init__(self, *, max_attempts: int):
-        self.max_attempts = max_attempts
 
     @property
     def actor_options(self) -> set[str]:
@@ -47,20 +71,23 @@ class JobTracking(Middleware):
         return actor.options.get("job_stage")
 
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        _local.admission = None
         stage = self._stage(broker, message)
         if stage is None:
             return
         job_id = message.args[0]
-        with session_scope() as session:
-            verdict = jobs.begin_stage(session, job_id, stage, self.max_attempts)
-        if verdict == jobs.StageVerdict.EXHAUSTED:
-            log.error("job %s: %s started %d times, failing it", job_id, stage, self.max_attempts)
-            job_ended("failed", "too_many_attempts")
-            self._after_failure(broker, job_id)
-            raise SkipMessage()
-        if verdict == jobs.StageVerdict.SKIP:
+        try:
+            with session_scope() as session:
+                run = jobs.begin_stage(session, job_id, stage, process_owner())
+        except Exception as e:
+            raise BookkeepingFailed(f"job {job_id}: the start of {stage} could not be recorded: {e}") from None
+        if run.verdict == jobs.StageVerdict.SKIP:
             log.info("job %s is over or gone: skipping its %s message", job_id, stage)
             raise SkipMessage()
+        _local.admission = Admission(message.message_id, job_id, run.run_id, run.isolate)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        _local.admission = None
 
     def after_process_message(
         self,
@@ -70,10 +97,16 @@ class JobTracking(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
+        admission, _local.admission = current_admission(), None
         stage = self._stage(broker, message)
-        if stage is None or exception is None:
+        if stage is None:
             return
         job_id = message.args[0]
+        if admission is not None and admission.run_id is not None:
+            with session_scope() as session:  # an error here is logged by Dramatiq; the next run counts a lost run
+                jobs.finish_run(session, job_id, admission.run_id)
+        if exception is None:
+            return
         if not message.failed:
             log.warning("job %s: %s failed, will retry: %s", job_id, stage, exception)
             return
@@ -90,13 +123,14 @@ class JobTracking(Middleware):
             job = jobs.load_job(session, job_id, for_update=True)
             if job is None or job.terminal:
                 return
+            if jobs.stage_done(job, stage):
+                log.info("job %s: a duplicate run of %s failed after another finished it: ignored", job_id, stage)
+                return
             jobs.fail(job, code, text)
         job_ended("failed", code)
         log.info("job %s failed in %s with %s", job_id, stage, code)
-        self._after_failure(broker, job_id)
-
-    def _after_failure(self, broker: dramatiq.Broker, job_id: str) -> None:
-        from actors.cleanup import release_job  # the stage modules import this one's broker
+        from actors.cancel import announce  # the stage modules import this one's broker
+        from actors.cleanup import release_job
 
         release_job(job_id)
-        broker.get_actor("notify").send(job_id)
+        announce(job_id)

@@ -8,20 +8,23 @@ aborted. Memory holds one part at a time, whatever the file's size.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import re
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
 
 from actors.assemble import staged_file
 from actors.chunkio import ChunkedFile
+from actors.cleanup import release_job
 from actors.stage import stage_actor
 from actors.storage import ObjectStore, open_store, part_size_for
 from models import job as jobs
 from models import staging
 from models import upload as uploads
 from models.db import session_scope
-from models.errors import MultipartGone
+from models.errors import FileRejected, MultipartGone
 from models.settings import current_settings
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,10 @@ def upload(job_id: str) -> None:
     store = open_store(settings.storage_url)
     with session_scope() as session:
         job = jobs.load_job(session, job_id, for_update=True)
-        if job is None or job.uploaded_at is not None:
+        if job is None:
+            return
+        if job.uploaded_at is not None:  # a redelivery after a crash between storing and cleaning up
+            staging.remove_upload(settings.staging_dir, job.upload_id)
             return
         upload_row = session.get(uploads.Upload, job.upload_id)
         assert upload_row is not None
@@ -64,12 +70,15 @@ def upload(job_id: str) -> None:
             job.parts = []
         multipart_id = job.multipart_id or ""
         done_parts = [(int(n), str(e)) for n, e in job.parts or []]
+        expected = job.sha256 or ""
 
     if not multipart:
-        store.put_stream(key, io.BytesIO(file.read_at(0, file.size)), file.size, content_type)
+        data = file.read_at(0, file.size)
+        _check_digest(job_id, hashlib.sha256(data), expected)
+        store.put_stream(key, io.BytesIO(data), file.size, content_type)
     else:
         try:
-            if not _upload_parts(job_id, store, file, key, multipart_id, done_parts, part_size):
+            if not _upload_parts(job_id, store, file, key, multipart_id, done_parts, part_size, expected):
                 return  # cancelled: the multipart upload was aborted
         except MultipartGone:
             _forget_multipart(job_id)  # the retry starts a new one
@@ -77,11 +86,16 @@ def upload(job_id: str) -> None:
 
     with session_scope() as session:
         job = jobs.load_job(session, job_id, for_update=True)
-        if job is None or job.terminal:
+        if job is None:
             return
-        job.multipart_id = None
-        job.parts = None
-        jobs.advance(job, "upload")
+        ended = job.terminal
+        if not ended:
+            job.multipart_id = None
+            job.parts = None
+            jobs.advance(job, "upload")
+    if ended:  # cancelled while the last bytes went up: the object goes too
+        release_job(job_id)
+        return
     staging.remove_upload(settings.staging_dir, upload_row.id)
     log.info("job %s stored as %s/%s", job_id, store.bucket, key)
 
@@ -103,25 +117,35 @@ def _upload_parts(
     multipart_id: str,
     done_parts: list[tuple[int, str]],
     part_size: int,
+    expected_sha256: str,
 ) -> bool:
     """Send the parts not yet stored, ``PARALLEL_PARTS`` at a time; False if the job was cancelled.
 
     Each finished part is recorded (with progress) at once, in the same transaction that checks
-    for a cancel, so a retry resumes after the last recorded part.
+    for a cancel, so a retry resumes after the last recorded part. The parts are read in order
+    in this thread and hashed as they are read: what is hashed is what is sent. A part stored by
+    an earlier run is read and hashed too, and sent again if its ETag is not the MD5 of the
+    bytes now on disk. A file whose bytes are not the ones assemble verified is not completed.
     """
     parts = dict(done_parts)
     count = -(-file.size // part_size)
-    todo = iter([n for n in range(1, count + 1) if n not in parts])
+    numbers = iter(range(1, count + 1))
+    whole = hashlib.sha256()
     cancelled = False
     with ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix=f"upload-{job_id}") as pool:
         in_flight: dict[Future[str], int] = {}
 
         def send_next() -> None:
-            number = next(todo, None)
-            if number is not None:
-                offset = (number - 1) * part_size
-                future = pool.submit(_send_part, store, file, key, multipart_id, number, offset, part_size)
+            for number in numbers:
+                data = file.read_at((number - 1) * part_size, part_size)
+                whole.update(data)
+                stored = parts.get(number)
+                if stored is not None and stored.strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest():
+                    continue
+                parts.pop(number, None)
+                future = pool.submit(store.upload_part, key, multipart_id, number, (number - 1) * part_size, data)
                 in_flight[future] = number
+                return
 
         for _ in range(PARALLEL_PARTS):
             send_next()
@@ -136,14 +160,26 @@ def _upload_parts(
         store.abort_multipart(key, multipart_id)
         log.info("job %s cancelled during upload: multipart upload aborted", job_id)
         return False
+    _check_digest(job_id, whole, expected_sha256)
     store.complete_multipart(key, multipart_id, sorted(parts.items()))
     return True
 
 
-def _send_part(
-    store: ObjectStore, file: ChunkedFile, key: str, multipart_id: str, number: int, offset: int, size: int
-) -> str:
-    return store.upload_part(key, multipart_id, number, offset, file.read_at(offset, size))
+def _check_digest(job_id: str, digest: Any, expected: str) -> None:
+    """Refuse to store bytes that are not the ones assemble verified (changed on the staging disk).
+
+    Raises:
+        FileRejected: ``checksum_mismatch``; the job fails (its multipart upload is aborted
+            with the rest of its storage), since its staged bytes can no longer be trusted.
+    """
+    actual = digest.hexdigest()
+    if expected and actual != expected.lower():
+        log.error("job %s: the staged bytes changed after assemble (%s, verified %s)", job_id, actual, expected)
+        raise FileRejected(
+            "the staged file changed after it was verified; upload it again",
+            code="checksum_mismatch",
+            details={"expected": expected, "actual": actual, "stage": "upload"},
+        )
 
 
 def _record_parts(job_id: str, parts: dict[int, str], count: int) -> bool:

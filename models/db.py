@@ -19,7 +19,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from models.dbwatch import Watchdog
 from models.settings import current_settings
+
+#: A round trip is cut this long after PostgreSQL would have cancelled its statement itself.
+WATCHDOG_GRACE_SECONDS = 2.0
 
 #: Constraint names that Alembic can rely on, on SQLite and PostgreSQL alike.
 NAMING_CONVENTION = {
@@ -62,8 +66,24 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # No pre-ping (a round trip per checkout); connections are recycled instead, and a dead
-        # one fails its transaction: workers retry it, the API answers 503.
-        return create_engine(url, pool_recycle=300, pool_size=10, max_overflow=20)
+        # one fails its transaction: workers retry it, the API answers 503. A database that does
+        # not answer fails as soon: connecting, each statement and the wait for a pooled
+        # connection have timeouts, and a round trip with no answer at all is cut (dbwatch).
+        settings = current_settings()
+        statement_ms = int(settings.database_statement_timeout_seconds * 1000)
+        engine = create_engine(
+            url,
+            pool_recycle=300,
+            pool_size=10,
+            max_overflow=20,
+            pool_timeout=settings.database_pool_timeout_seconds,
+            connect_args={
+                "connect_timeout": settings.database_connect_timeout_seconds,
+                "options": f"-c statement_timeout={statement_ms}",
+            },
+        )
+        Watchdog(settings.database_statement_timeout_seconds + WATCHDOG_GRACE_SECONDS).install(engine)
+        return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from models import job as _job  # noqa: F401  (the tables our foreign keys name)
+from models import job as _job
 from models.db import Base, utcnow
 
 #: Event delivery states.
@@ -91,3 +91,17 @@ def attempts_of_job(session: Session, job_id: str) -> list[tuple[WebhookEvent, W
         .order_by(WebhookAttempt.attempted_at, WebhookAttempt.id)
     )
     return [(e, a) for e, a in session.execute(query)]
+
+
+def unannounced_jobs(session: Session, ended_before: datetime, ended_after: datetime) -> list[str]:
+    """Ended jobs with a webhook URL but no event for their ending: the notify message was not sent
+    (the broker was down when the job was cancelled or failed)."""
+    event = select(WebhookEvent.id).where(WebhookEvent.job_id == _job.Job.id).exists()
+    query = select(_job.Job.id).where(
+        _job.Job.status.in_(_job.TERMINAL),
+        _job.Job.webhook_url.is_not(None),
+        _job.Job.completed_at < ended_before,
+        _job.Job.completed_at > ended_after,
+        ~event,
+    )
+    return list(session.scalars(query.limit(1000)))

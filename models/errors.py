@@ -56,6 +56,12 @@ class Conflict(ChuteError):
     code = "conflict"
 
 
+class Gone(ChuteError):
+    """The resource existed but is no longer usable, for good (410): an expired upload."""
+
+    code = "gone"
+
+
 class TooLarge(ChuteError):
     """A body or a declared size is over a limit (413)."""
 
@@ -106,6 +112,8 @@ class TransientError(Exception):
     """A failure worth retrying: network, storage 5xx, broker or database hiccups."""
 
     code: str = "transient_error"
+    #: Seconds a client should wait before trying again (the ``Retry-After`` header).
+    retry_after: int = 5
 
     def __init__(self, message: str, *, code: str | None = None):
         super().__init__(message)
@@ -130,3 +138,10 @@ class MultipartGone(StorageUnavailable):
     """The store no longer knows a multipart upload (aborted elsewhere, or expired): start over."""
 
     code = "multipart_gone"
+
+
+class StagingFull(TransientError):
+    """The staging disk is full (507): nothing was kept; try again once uploads have drained."""
+
+    code = "insufficient_storage"
+    retry_after = 30

@@ -9,10 +9,12 @@ message (a SIGKILLed worker's message comes back without its retry counter movin
 from __future__ import annotations
 
 import base64
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, case, event, select, update
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, case, event, select, update
 from sqlalchemy.orm import Mapped, Session, defer, mapped_column
 
 from models import job_events
@@ -47,8 +49,20 @@ class Job(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     #: Stage runs started for this job (3 for a clean run; retries and redeliveries add to it).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    #: Runs of the current stage, checked against ``max_stage_attempts``.
+    #: Runs of the current stage (deliveries, retries and redeliveries alike); informational.
     stage_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: The run of the current stage in flight (a token per delivery), None once its end is
+    #: recorded. Still set when the next delivery comes: that run died without finishing.
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    #: ``host:pid`` of the process running the stage (ops, and the fault suite's killer).
+    run_owner: Mapped[str | None] = mapped_column(String(255))
+    #: Whether that run had a process to itself, so its death is the job's own fault.
+    run_isolated: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Runs of the current stage lost with a process that also ran other jobs: the job *may*
+    #: have killed it; its next runs get a process of their own (never fails the job by itself).
+    lost_runs: Mapped[int] = mapped_column(Integer, default=0)
+    #: Runs of the current stage whose own process died: checked against ``max_stage_crashes``.
+    crashes: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     webhook_url: Mapped[str | None] = mapped_column(Text)
@@ -105,6 +119,9 @@ def create_job(session: Session, upload: Upload) -> Job:
         progress=0.0,
         attempts=0,
         stage_attempts=0,
+        lost_runs=0,
+        crashes=0,
+        run_isolated=False,
     )
     session.add(job)
     upload.status = COMPLETE
@@ -168,41 +185,91 @@ def load_job(session: Session, job_id: str, *, for_update: bool = False) -> Job 
 
 
 class StageVerdict:
-    """What ``begin_stage`` decided: run, skip (already done, or the job is over), or give up."""
+    """What ``begin_stage`` decided: run, skip (already done, or the job is over)."""
 
-    RUN, DONE, SKIP, EXHAUSTED = "run", "done", "skip", "exhausted"
+    RUN, DONE, SKIP = "run", "done", "skip"
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One run of a stage as ``begin_stage`` admitted it.
+
+    Attributes:
+        verdict: A ``StageVerdict``.
+        run_id: The run's token (``finish_run`` and ``record_crash`` name it).
+        isolate: Run the stage in a process of its own: an earlier run was lost with its process.
+    """
+
+    verdict: str
+    run_id: str | None = None
+    isolate: bool = False
 
 
 STAGE_MARKERS = {"assemble": "assembled_at", "upload": "uploaded_at", "extract": "extracted_at"}
 
 
-def begin_stage(session: Session, job_id: str, stage: str, max_attempts: int) -> str:
-    """Count an attempt of ``stage`` and mark the job processing.
+def begin_stage(session: Session, job_id: str, stage: str, owner: str) -> StageRun:
+    """Start a run of ``stage``: mark the job processing and remember the run in flight.
+
+    A delivery that finds the previous run of the same stage still in flight (no end
+    recorded) knows that run died with its process. Dramatiq retries are not counted here:
+    they end their run (``finish_run``) before the retry is sent. A lost run that shared its
+    process with other jobs is only *suspect* (``lost_runs``; whichever job killed the process,
+    all of its jobs come back), so the next runs are isolated; a lost run that was isolated
+    is this job's own crash (``crashes``).
 
     Returns:
-        ``StageVerdict.RUN`` to do the work; ``DONE`` when the stage already finished (a
-        redelivery: the actor returns at once so the pipeline moves on); ``SKIP`` when the
-        job is gone or over; ``EXHAUSTED`` when the stage has already started
-        ``max_attempts`` times: the job is failed with ``too_many_attempts`` in this
-        transaction.
+        ``RUN`` to do the work; ``DONE`` when the stage already finished (a redelivery: the
+        actor returns at once so the pipeline moves on); ``SKIP`` when the job is gone or over.
     """
     job = load_job(session, job_id, for_update=True)
     if job is None or job.terminal:
-        return StageVerdict.SKIP
-    marker = STAGE_MARKERS.get(stage)
-    if marker and getattr(job, marker) is not None:
-        return StageVerdict.DONE
-    attempts = job.stage_attempts + 1 if job.stage == stage else 1
-    if attempts > max_attempts:
-        fail(job, "too_many_attempts", f"the {stage} stage was started {max_attempts} times without finishing")
-        return StageVerdict.EXHAUSTED
+        return StageRun(StageVerdict.SKIP)
+    if stage_done(job, stage):
+        return StageRun(StageVerdict.DONE)
+    if job.stage != stage:
+        job.stage_attempts, job.lost_runs, job.crashes = 0, 0, 0
+    elif job.run_id is not None:
+        if job.run_isolated:
+            job.crashes += 1
+        else:
+            job.lost_runs += 1
+    run_id = uuid.uuid4().hex
     job.status = PROCESSING
     job.stage = stage
-    job.stage_attempts = attempts
+    job.stage_attempts += 1
     job.attempts += 1
+    job.run_id, job.run_owner = run_id, owner
+    job.run_isolated = job.lost_runs > 0 or job.crashes > 0
     job.started_at = job.started_at or utcnow()
     job.progress = max(job.progress, STAGE_SPAN[stage][0])
-    return StageVerdict.RUN
+    return StageRun(StageVerdict.RUN, run_id, job.run_isolated)
+
+
+def stage_done(job: Job, stage: str) -> bool:
+    """Whether ``stage`` has finished for ``job`` (its marker is set)."""
+    marker = STAGE_MARKERS.get(stage)
+    return marker is not None and getattr(job, marker) is not None
+
+
+def claim_run(session: Session, job_id: str, run_id: str, owner: str) -> None:
+    """Name the process that now runs ``run_id`` (the isolated child)."""
+    session.execute(update(Job).where(Job.id == job_id, Job.run_id == run_id).values(run_owner=owner))
+
+
+def finish_run(session: Session, job_id: str, run_id: str) -> None:
+    """Record that a run ended (done, failed or to be retried): it did not crash."""
+    session.execute(update(Job).where(Job.id == job_id, Job.run_id == run_id).values(run_id=None, run_owner=None))
+
+
+def record_crash(session: Session, job_id: str, run_id: str) -> int:
+    """Record that an isolated run's process died; returns the stage's crashes so far."""
+    job = load_job(session, job_id, for_update=True)
+    if job is None or job.run_id != run_id:
+        return 0
+    job.crashes += 1
+    job.run_id = job.run_owner = None
+    return job.crashes
 
 
 def report_progress(session: Session, job_id: str, stage: str, fraction: float) -> None:
@@ -224,22 +291,28 @@ def advance(job: Job, finished_stage: str) -> None:
     setattr(job, marker, utcnow())
     following = STAGES[STAGES.index(finished_stage) + 1]
     job.stage = following
-    job.stage_attempts = 0
+    job.stage_attempts = job.lost_runs = job.crashes = 0
+    job.run_id = job.run_owner = None
+    job.run_isolated = False
     job.progress = max(job.progress, STAGE_SPAN[following][0])
 
 
+def _end(job: Job, status: str) -> None:
+    job.status = status
+    job.completed_at = utcnow()
+    job.run_id = job.run_owner = None
+
+
 def complete(job: Job) -> None:
-    job.status = COMPLETED
+    _end(job, COMPLETED)
     job.stage = None
     job.progress = 1.0
-    job.completed_at = utcnow()
 
 
 def fail(job: Job, code: str, message: str) -> None:
-    job.status = FAILED
+    _end(job, FAILED)
     job.error_code = code
     job.error_message = message[:2000]
-    job.completed_at = utcnow()
 
 
 def cancel(job: Job) -> None:
@@ -250,8 +323,7 @@ def cancel(job: Job) -> None:
     """
     if job.terminal:
         raise Conflict(f"the job is already {job.status}", code="job_finished", details={"status": job.status})
-    job.status = CANCELLED
-    job.completed_at = utcnow()
+    _end(job, CANCELLED)
 
 
 def list_jobs(
@@ -292,10 +364,30 @@ def unpublished_jobs(session: Session, older_than: datetime) -> list[str]:
     return list(session.scalars(query.limit(1000)))
 
 
-def stalled_jobs(session: Session, older_than: datetime) -> list[tuple[str, str]]:
-    """Processing jobs untouched since ``older_than``, with the stage to resume them at."""
-    query = select(Job.id, Job.stage).where(Job.status == PROCESSING, Job.updated_at < older_than)
+def lost_jobs(session: Session, idle_since: datetime, stalled_since: datetime) -> list[tuple[str, str]]:
+    """Jobs whose message may be gone, with the stage to send again.
+
+    A message the broker confirmed can still be lost (a queue deleted, a node's disk lost), so
+    any job that waits with no run in flight (queued, or processing between two stages) and
+    has not changed since ``idle_since`` is re-sent; a run in flight that has not changed since
+    ``stalled_since`` is re-sent too. A duplicate of a message that was only slow is harmless:
+    every stage is idempotent.
+    """
+    waiting = (Job.run_id.is_(None)) & (Job.updated_at < idle_since) & (
+        (Job.status == PROCESSING) | ((Job.status == QUEUED) & Job.enqueued_at.is_not(None))
+    )
+    running = (Job.status == PROCESSING) & Job.run_id.is_not(None) & (Job.updated_at < stalled_since)
+    query = select(Job.id, Job.stage).where(waiting | running)
     return [(job_id, stage or STAGES[0]) for job_id, stage in session.execute(query.limit(1000))]
+
+
+def not_extracting(session: Session, job_ids: list[str]) -> list[str]:
+    """Of ``job_ids`` (found with extract scratch space), those that no extract run still needs."""
+    if not job_ids:
+        return []
+    running = select(Job.id).where(Job.id.in_(job_ids), Job.status == PROCESSING, Job.extracted_at.is_(None))
+    busy = set(session.scalars(running))
+    return [job_id for job_id in job_ids if job_id not in busy]
 
 
 def touch(session: Session, job_id: str) -> None:

@@ -47,17 +47,33 @@ class Settings:
     min_backoff_ms: int = 1000
     #: Stays well below RabbitMQ's 30 min consumer_timeout (Dramatiq #827).
     max_backoff_ms: int = 5 * 60 * 1000
-    #: Attempts of one stage counted in the database, so a file that kills workers
-    #: (redelivered without the retry counter moving, Dramatiq #213) fails its job.
-    max_stage_attempts: int = 5
+    #: Crashes of one stage charged to a job (its run had a process to itself, which died),
+    #: counted in the database because a SIGKILLed worker's message comes back without its
+    #: retry counter moving (Dramatiq #213): then the job fails ``too_many_attempts``.
+    max_stage_crashes: int = 3
     stage_time_limit_ms: int = 10 * 60 * 1000
     #: A queued job whose message was not confirmed published for this long is re-sent.
     requeue_after_seconds: int = 60
     sweep_interval_seconds: int = 60
+    #: A job waiting with no run in flight (queued, or between stages) unchanged for this long
+    #: may have lost a message the broker had confirmed: the sweeper sends it again. Longer than
+    #: the longest retry backoff, since a message waiting out its backoff is not lost.
+    resend_after_seconds: int = 15 * 60
     #: A processing job with no progress for this long lost its message: the sweeper re-sends
     #: its current stage. Longer than a stage's time limit plus the longest retry backoff.
     stall_after_seconds: int = 20 * 60
     part_size: int = 8 * MiB
+
+    # Dependencies down: answer 503 soon instead of hanging.
+    #: A publish the broker holds back (a memory or disk alarm) gives up after this long.
+    broker_blocked_timeout_seconds: float = 2.0
+    #: Connecting to the database gives up after this long.
+    database_connect_timeout_seconds: int = 5
+    #: A statement is cancelled by PostgreSQL after this long, and its connection is cut by
+    #: chute if no answer comes a little later (a server that does not answer at all).
+    database_statement_timeout_seconds: float = 15.0
+    #: How long a request waits for a free database connection.
+    database_pool_timeout_seconds: float = 5.0
 
     # Extraction.
     thumbnail_sizes: tuple[int, ...] = (256, 1024)

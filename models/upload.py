@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models import tenant as _tenant  # noqa: F401  (the table our foreign keys name)
 from models.db import Base, utcnow
-from models.errors import Conflict, Invalid, NotFound, TooLarge
+from models.errors import Conflict, Gone, Invalid, NotFound, TooLarge
 from models.ids import new_id
 from models.settings import Settings
 
@@ -172,10 +172,10 @@ def get_upload(session: Session, tenant_id: str, upload_id: str, *, for_update: 
 
 
 def ensure_receiving(upload: Upload, now: datetime | None = None) -> None:
-    """Raises Conflict unless chunks may still be sent to ``upload``."""
-    if upload.status == RECEIVING and (now or utcnow()) >= upload.expires_at:
+    """Raises Gone for an expired upload, Conflict for another that takes no more chunks."""
+    if upload.status == EXPIRED or (upload.status == RECEIVING and (now or utcnow()) >= upload.expires_at):
         expires_at = upload.expires_at.isoformat()
-        raise Conflict("the upload has expired", code="upload_expired", details={"expires_at": expires_at})
+        raise Gone("the upload has expired; start a new one", code="upload_expired", details={"expires_at": expires_at})
     if upload.status != RECEIVING:
         raise Conflict(f"the upload is {upload.status}", code=f"upload_{upload.status}")
 
@@ -259,3 +259,23 @@ def create_single_chunk_upload(
     if size:
         record_chunk(session, upload, 0, size, sha256)
     return upload
+
+
+def unneeded_uploads(session: Session, upload_ids: list[str]) -> tuple[list[str], list[str]]:
+    """Of ``upload_ids`` (found on the staging disk), those whose chunks nobody will read again
+    (expired or cancelled, or complete with a job that is stored or over), and those the
+    database does not know (a POST /v1/jobs writes its chunk just before its row commits, so
+    the caller waits before removing these)."""
+    from models.job import TERMINAL, Job  # job.py imports this module
+
+    if not upload_ids:
+        return [], []
+    rows = session.execute(
+        select(Upload.id, Upload.status, Job.status, Job.uploaded_at)
+        .outerjoin(Job, Job.id == Upload.job_id)
+        .where(Upload.id.in_(upload_ids))
+    ).all()
+    known = {row[0] for row in rows}
+    unneeded = [upload_id for upload_id, status, job_status, uploaded_at in rows
+                if status in (EXPIRED, CANCELLED) or job_status in TERMINAL or uploaded_at is not None]  # fmt: skip
+    return unneeded, [u for u in upload_ids if u not in known]

@@ -27,6 +27,7 @@ STATUS: dict[type[Exception], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    errors.Gone: 410,
     errors.TooLarge: 413,
     errors.UnsupportedMediaType: 415,
     errors.Invalid: 422,
@@ -37,6 +38,7 @@ STATUS: dict[type[Exception], int] = {
     errors.StorageUnavailable: 503,
     TooManyStreams: 503,
     TenantStreamLimit: 429,
+    errors.StagingFull: 507,
 }
 
 
@@ -68,11 +70,12 @@ def register(app: Flask) -> None:
     def transient_error(error: errors.TransientError) -> ResponseReturnValue:
         log.warning("dependency unavailable: %s", error)
         response = error_response(_status_of(error), error.code, error.message)
-        response.headers["Retry-After"] = "5"  # type: ignore[union-attr]
+        response.headers["Retry-After"] = str(error.retry_after)  # type: ignore[union-attr]
         return response
 
     @app.errorhandler(sqlalchemy.exc.OperationalError)
     @app.errorhandler(sqlalchemy.exc.InterfaceError)
+    @app.errorhandler(sqlalchemy.exc.TimeoutError)  # no pooled connection came free in time
     def database_error(error: Exception) -> ResponseReturnValue:
         log.warning("database unavailable: %s", error)
         response = error_response(503, "database_unavailable", "the database is unavailable; try again")

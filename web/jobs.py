@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from actors.cancel import cancel_job
 from actors.metrics import UPLOADS
 from actors.notify import deliver_webhook
-from actors.pipeline import publish_job
+from actors.pipeline import start_jobs
 from actors.storage import content_disposition, open_store
 from models import delivery, quota, staging
 from models import job as jobs
@@ -100,8 +100,8 @@ def create_batch() -> ResponseReturnValue:
                 writer.discard()
     UPLOADS.labels("opened").inc(len(created))
     UPLOADS.labels("completed").inc(len(created))
+    start_jobs([entry["job_id"] for entry in created])  # the broker down: the sweeper publishes them
     for entry in created:
-        publish_job(entry["job_id"])
         entry["status"] = jobs.QUEUED
     return {"jobs": created, "total": len(created)}, 202
 

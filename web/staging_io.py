@@ -3,37 +3,60 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
 import hashlib
 import io
 import os
 import secrets
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from werkzeug.exceptions import ClientDisconnected
 
 from actors.metrics import INGESTED_BYTES
-from models.errors import BadRequest
+from models.errors import BadRequest, StagingFull
 
 #: Bytes read from the request per write: large enough for throughput, small for memory.
 COPY_SIZE = 1024 * 1024
 
 
+#: errno values that mean the staging disk has no room: the client should come back later.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextlib.contextmanager
+def staging_space() -> Iterator[None]:
+    """Turn "no space left on the staging disk" into StagingFull (507 with Retry-After)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in NO_SPACE:
+            raise StagingFull("the staging disk is full; try again later") from None
+        raise
+
+
 class HashingWriter:
-    """A binary file that hashes what is written to it (Werkzeug's multipart parser writes here)."""
+    """A binary file that hashes what is written to it (Werkzeug's multipart parser writes here).
+
+    Raises StagingFull when the staging disk fills up.
+    """
 
     def __init__(self, path: Path):
         self.path = path
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed by finish/discard)
+        with staging_space():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed by finish/discard)
         self.digest = hashlib.sha256()
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> int:
         self.digest.update(data)
         self.size += len(data)
-        return self.file.write(data)
+        with staging_space():
+            return self.file.write(data)
 
     def seek(self, *args: Any) -> int:
         # Werkzeug seeks to 0 once the part is written; the hash is already done by then.
@@ -61,17 +84,19 @@ class HashingWriter:
         Chunks are not fsynced one by one: ``complete`` syncs an upload's chunks once, before
         its job exists (an fsync per 8 MiB chunk costs a third of the ingest rate).
         """
-        if not self.file.closed:
-            self.file.flush()
-            if durable:
-                os.fsync(self.file.fileno())
-            self.file.close()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.path, target)
+        with staging_space():
+            if not self.file.closed:
+                self.file.flush()
+                if durable:
+                    os.fsync(self.file.fileno())
+                self.file.close()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.path, target)
         INGESTED_BYTES.inc(self.size)
 
     def discard(self) -> None:
-        self.file.close()
+        with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
+            self.file.close()
         self.path.unlink(missing_ok=True)
 
 

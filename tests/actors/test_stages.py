@@ -3,8 +3,11 @@ lost publishes are re-sent, abandoned uploads expire."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from sqlalchemy import update
 from actors.assemble import assemble
 from actors.cleanup import sweep
 from actors.extract import extract
+from actors.pipeline import job_pipeline
 from actors.upload import upload
 from models import job as jobs
 from models import staging
@@ -44,8 +48,8 @@ def staged_job(settings: Settings, tenant: TenantKeys, data: bytes = DATA, decla
 
 def run_stage(actor: dramatiq.Actor, job_id: str) -> None:
     with session_scope() as session:
-        verdict = jobs.begin_stage(session, job_id, actor.actor_name, 5)
-    if verdict != jobs.StageVerdict.SKIP:
+        run = jobs.begin_stage(session, job_id, actor.actor_name, "test:1")
+    if run.verdict != jobs.StageVerdict.SKIP:
         actor.fn(job_id)
 
 
@@ -100,7 +104,7 @@ def test_sweep_resends_a_job_whose_publish_was_lost(settings: Settings, tenant: 
         job = jobs.load_job(session, job_id)
         assert job is not None
         job.created_at = utcnow() - timedelta(seconds=settings.requeue_after_seconds + 1)
-    assert sweep() == {"expired_uploads": 0, "resent_jobs": 1, "resumed_jobs": 0}
+    assert sweep()["resent_jobs"] == 1
     assert stub_broker.queues["chute.assemble"].qsize() == 1
     assert load(job_id).enqueued_at is not None
     assert sweep()["resent_jobs"] == 0
@@ -120,17 +124,54 @@ def test_sweep_expires_abandoned_uploads(settings: Settings, tenant: TenantKeys,
         assert uploads.get_upload(session, tenant.tenant_id, upload_id).status == uploads.EXPIRED
 
 
-def test_a_file_that_kills_workers_fails_its_job(settings: Settings, tenant: TenantKeys, drain) -> None:  # type: ignore[no-untyped-def]
-    """A SIGKILLed worker's message comes back without Dramatiq's retry counter moving; the
-    attempts counted in the database stop the loop."""
+def test_a_job_that_lost_a_run_runs_alone_and_goes_on(settings: Settings, tenant: TenantKeys, drain) -> None:  # type: ignore[no-untyped-def]
+    """A worker that died with this job and others in flight: the job is not charged a crash,
+    its next run gets a process of its own, and it completes."""
     job_id = staged_job(settings, tenant)
-    for _ in range(settings.max_stage_attempts):  # each killed run counted its attempt, then died
-        with session_scope() as session:
-            jobs.begin_stage(session, job_id, "assemble", settings.max_stage_attempts)
-    assemble.send(job_id)  # the redelivery
+    with session_scope() as session:
+        jobs.begin_stage(session, job_id, "assemble", "dead-worker:1")  # ... and the worker died
+    job_pipeline(job_id).run()
     drain()
     job = load(job_id)
-    assert job.status == jobs.FAILED and job.error_code == "too_many_attempts"
+    assert job.status == jobs.COMPLETED and job.crashes == 0
+
+
+def test_a_file_that_kills_its_own_process_fails_its_job(settings: Settings, tenant: TenantKeys, drain) -> None:  # type: ignore[no-untyped-def]
+    """Each isolated run's process is SIGKILLed (as the OOM killer would): after
+    ``max_stage_crashes`` of those crashes, which are the job's own, it fails. Its first chunk
+    is a FIFO nobody writes, so every run hangs reading it until it is killed."""
+    job_id = staged_job(settings, tenant)
+    chunk = staging.chunk_path(settings.staging_dir, load(job_id).upload_id, 0)
+    chunk.unlink()
+    os.mkfifo(chunk)
+    with session_scope() as session:
+        jobs.begin_stage(session, job_id, "assemble", "dead-worker:1")
+    stop = threading.Event()
+    killed: set[int] = set()
+
+    def killer() -> None:  # kills whichever other process runs this job's stage
+        while not stop.is_set():
+            with session_scope() as session:
+                job = jobs.load_job(session, job_id)
+            owner = job.run_owner if job is not None else None
+            pid = int(owner.rsplit(":", 1)[1]) if owner else os.getpid()
+            if pid != os.getpid() and owner != "dead-worker:1" and pid not in killed:
+                killed.add(pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            stop.wait(0.01)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        job_pipeline(job_id).run()
+        drain(timeout=120)
+    finally:
+        stop.set()
+        thread.join()
+    job = load(job_id)
+    assert job.status == jobs.FAILED and job.error_code == "too_many_attempts", (job.status, job.error)
+    assert job.crashes == settings.max_stage_crashes and len(killed) == settings.max_stage_crashes
     assert not staging.upload_dir(settings.staging_dir, job.upload_id).exists()
 
 
@@ -173,7 +214,7 @@ def test_a_cancel_during_the_upload_aborts_the_multipart_upload(settings: Settin
     job_id = staged_job(settings, tenant, os.urandom(MIN_PART_SIZE * 3))
     run_stage(assemble, job_id)
     with session_scope() as session:
-        jobs.begin_stage(session, job_id, "upload", 5)
+        jobs.begin_stage(session, job_id, "upload", "test:1")
         job = jobs.load_job(session, job_id)
         assert job is not None
         jobs.cancel(job)  # lands while the upload stage runs

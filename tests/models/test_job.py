@@ -17,38 +17,85 @@ def new_job(settings: Settings, tenant: TenantKeys) -> str:
         return jobs.create_job(session, upload).id
 
 
-def test_a_stage_started_too_often_fails_the_job(settings: Settings, tenant: TenantKeys) -> None:
-    job_id = new_job(settings, tenant)
-    for _ in range(3):
-        with session_scope() as session:
-            assert jobs.begin_stage(session, job_id, "upload", max_attempts=3) == jobs.StageVerdict.RUN
+def begin(job_id: str, stage: str) -> jobs.StageRun:
     with session_scope() as session:
-        assert jobs.begin_stage(session, job_id, "upload", max_attempts=3) == jobs.StageVerdict.EXHAUSTED
+        return jobs.begin_stage(session, job_id, stage, "host:1")
+
+
+def finish(job_id: str, run: jobs.StageRun) -> None:
+    assert run.run_id is not None
+    with session_scope() as session:
+        jobs.finish_run(session, job_id, run.run_id)
+
+
+def load(job_id: str) -> jobs.Job:
     with session_scope() as session:
         job = jobs.load_job(session, job_id)
-        assert job is not None and job.status == jobs.FAILED and job.error_code == "too_many_attempts"
-        assert job.attempts == 3
-        assert jobs.begin_stage(session, job_id, "upload", max_attempts=3) == jobs.StageVerdict.SKIP
+        assert job is not None
+        return job
+
+
+def test_retries_are_not_crashes(settings: Settings, tenant: TenantKeys) -> None:
+    """A run whose end is recorded (a Dramatiq retry follows) leaves nothing suspect behind."""
+    job_id = new_job(settings, tenant)
+    for _ in range(20):
+        run = begin(job_id, "upload")
+        assert run.verdict == jobs.StageVerdict.RUN and not run.isolate
+        finish(job_id, run)
+    job = load(job_id)
+    assert job.status == jobs.PROCESSING and job.stage_attempts == 20
+    assert job.lost_runs == 0 and job.crashes == 0 and job.run_id is None
+
+
+def test_a_run_lost_with_a_shared_process_makes_the_job_run_alone(settings: Settings, tenant: TenantKeys) -> None:
+    job_id = new_job(settings, tenant)
+    begin(job_id, "upload")  # the worker died with this run (and others) in flight
+    run = begin(job_id, "upload")
+    assert run.isolate
+    job = load(job_id)
+    assert job.lost_runs == 1 and job.crashes == 0 and job.run_isolated
+    begin(job_id, "upload")  # that isolated run's process died too: now it is this job's own crash
+    job = load(job_id)
+    assert job.lost_runs == 1 and job.crashes == 1 and job.status == jobs.PROCESSING
+
+
+def test_record_crash_counts_only_the_run_in_flight(settings: Settings, tenant: TenantKeys) -> None:
+    job_id = new_job(settings, tenant)
+    run = begin(job_id, "upload")
+    assert run.run_id is not None
+    with session_scope() as session:
+        assert jobs.record_crash(session, job_id, run.run_id) == 1
+    with session_scope() as session:
+        assert jobs.record_crash(session, job_id, run.run_id) == 0  # already ended
+    job = load(job_id)
+    assert job.crashes == 1 and job.run_id is None
+
+
+def test_a_job_that_ended_is_skipped(settings: Settings, tenant: TenantKeys) -> None:
+    job_id = new_job(settings, tenant)
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id, for_update=True)
+        assert job is not None
+        jobs.fail(job, "x", "y")
+    assert begin(job_id, "upload").verdict == jobs.StageVerdict.SKIP
 
 
 def test_a_finished_stage_is_not_run_again(settings: Settings, tenant: TenantKeys) -> None:
     job_id = new_job(settings, tenant)
+    assert begin(job_id, "assemble").verdict == jobs.StageVerdict.RUN
     with session_scope() as session:
-        assert jobs.begin_stage(session, job_id, "assemble", 5) == jobs.StageVerdict.RUN
         job = jobs.load_job(session, job_id)
         assert job is not None
         jobs.advance(job, "assemble")
-    with session_scope() as session:
-        assert jobs.begin_stage(session, job_id, "assemble", 5) == jobs.StageVerdict.DONE
-        assert jobs.begin_stage(session, job_id, "upload", 5) == jobs.StageVerdict.RUN
-        job = jobs.load_job(session, job_id)
-        assert job is not None and job.stage == "upload" and job.stage_attempts == 1 and job.attempts == 2
+    assert begin(job_id, "assemble").verdict == jobs.StageVerdict.DONE
+    assert begin(job_id, "upload").verdict == jobs.StageVerdict.RUN
+    job = load(job_id)
+    assert job.stage == "upload" and job.stage_attempts == 1 and job.attempts == 2 and job.run_id is not None
 
 
 def test_progress_never_goes_backwards(settings: Settings, tenant: TenantKeys) -> None:
     job_id = new_job(settings, tenant)
-    with session_scope() as session:
-        jobs.begin_stage(session, job_id, "upload", 5)
+    begin(job_id, "upload")
     for fraction, expected in ((0.5, 0.475), (0.2, 0.475), (1.0, 0.8)):
         with session_scope() as session:
             jobs.report_progress(session, job_id, "upload", fraction)

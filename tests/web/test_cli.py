@@ -39,7 +39,8 @@ def test_migrate_keys_rotate_and_cleanup(env: dict[str, str]) -> None:
     assert missing.returncode == 1 and missing.stderr.strip() == "chute: no tenant named 'nobody'"
     swept = chute(env, "cleanup")
     assert swept.returncode == 0
-    assert json.loads(swept.stdout) == {"expired_uploads": 0, "resent_jobs": 0, "resumed_jobs": 0}
+    assert json.loads(swept.stdout) == {"expired_uploads": 0, "resent_jobs": 0, "resumed_jobs": 0,
+                                        "announced_jobs": 0, "cleanups": 0, "leftovers": 0}  # fmt: skip
 
 
 def test_worker_refuses_unknown_stages(env: dict[str, str]) -> None:
