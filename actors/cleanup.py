@@ -49,8 +49,9 @@ def release_job(job_id: str) -> None:
         upload_id = job.upload_id
         if job.object_key and job.multipart_id:
             tasks.add(session, job_id, tasks.ABORT_MULTIPART, job.object_key, job.multipart_id)
-        if job.object_key and job.status != jobs.COMPLETED:
-            tasks.add(session, job_id, tasks.DELETE_PREFIX, job_prefix(job))
+        if job.object_key:
+            for prefix in unwanted_prefixes(job):
+                tasks.add(session, job_id, tasks.DELETE_PREFIX, prefix)
         job.multipart_id = None
         job.parts = None
     run_cleanups(job_id)
@@ -61,6 +62,17 @@ def release_job(job_id: str) -> None:
 def job_prefix(job: jobs.Job) -> str:
     """The key prefix under which every object of a job lives (see ``actors.upload.object_key``)."""
     return f"{job.tenant_id}/{job.id}/"
+
+
+def unwanted_prefixes(job: jobs.Job) -> list[str]:
+    """What an ended job's storage no longer needs: everything of a cancelled job, or of a job
+    that failed before its file was stored; only the derivatives of a job that failed after
+    (its original stays downloadable, as the API promises, until retention removes the job)."""
+    if job.status == jobs.COMPLETED:
+        return []
+    if job.status == jobs.FAILED and job.uploaded_at is not None:
+        return [f"{job_prefix(job)}derivatives/"]
+    return [job_prefix(job)]
 
 
 def run_cleanups(job_id: str | None = None) -> int:

@@ -56,12 +56,13 @@ class Job(Base):
     run_id: Mapped[str | None] = mapped_column(String(32))
     #: ``host:pid`` of the process running the stage (ops, and the fault suite's killer).
     run_owner: Mapped[str | None] = mapped_column(String(255))
-    #: Whether that run had a process to itself, so its death is the job's own fault.
+    #: Whether that run has a process to itself (so its death is the job's own fault).
     run_isolated: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Runs of the current stage lost with a process that also ran other jobs: the job *may*
     #: have killed it; its next runs get a process of their own (never fails the job by itself).
     lost_runs: Mapped[int] = mapped_column(Integer, default=0)
-    #: Runs of the current stage whose own process died: checked against ``max_stage_crashes``.
+    #: Isolated runs of the current stage whose process died, as the worker watching it saw:
+    #: checked against ``max_stage_crashes``.
     crashes: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
@@ -211,12 +212,13 @@ STAGE_MARKERS = {"assemble": "assembled_at", "upload": "uploaded_at", "extract":
 def begin_stage(session: Session, job_id: str, stage: str, owner: str) -> StageRun:
     """Start a run of ``stage``: mark the job processing and remember the run in flight.
 
-    A delivery that finds the previous run of the same stage still in flight (no end
-    recorded) knows that run died with its process. Dramatiq retries are not counted here:
-    they end their run (``finish_run``) before the retry is sent. A lost run that shared its
-    process with other jobs is only *suspect* (``lost_runs``; whichever job killed the process,
-    all of its jobs come back), so the next runs are isolated; a lost run that was isolated
-    is this job's own crash (``crashes``).
+    A delivery that finds the previous run of the same stage still in flight (no end recorded)
+    counts it as lost: its process died, or this is a duplicate of a message still running.
+    Either way nothing proves that this job is to blame (whichever job kills a worker, all of
+    its jobs come back), so the job is not charged; its next runs are isolated instead, and only
+    the death of an isolated run's own process is a crash (``record_crash``, by the worker that
+    watched it). Dramatiq retries are not counted at all: they end their run (``finish_run``)
+    before the retry is sent.
 
     Returns:
         ``RUN`` to do the work; ``DONE`` when the stage already finished (a redelivery: the
@@ -230,17 +232,15 @@ def begin_stage(session: Session, job_id: str, stage: str, owner: str) -> StageR
     if job.stage != stage:
         job.stage_attempts, job.lost_runs, job.crashes = 0, 0, 0
     elif job.run_id is not None:
-        if job.run_isolated:
-            job.crashes += 1
-        else:
-            job.lost_runs += 1
+        job.lost_runs += 1
     run_id = uuid.uuid4().hex
     job.status = PROCESSING
     job.stage = stage
     job.stage_attempts += 1
     job.attempts += 1
-    job.run_id, job.run_owner = run_id, owner
     job.run_isolated = job.lost_runs > 0 or job.crashes > 0
+    job.run_id = run_id
+    job.run_owner = None if job.run_isolated else owner  # an isolated run's child names itself (claim_run)
     job.started_at = job.started_at or utcnow()
     job.progress = max(job.progress, STAGE_SPAN[stage][0])
     return StageRun(StageVerdict.RUN, run_id, job.run_isolated)
@@ -263,12 +263,14 @@ def finish_run(session: Session, job_id: str, run_id: str) -> None:
 
 
 def record_crash(session: Session, job_id: str, run_id: str) -> int:
-    """Record that an isolated run's process died; returns the stage's crashes so far."""
+    """Record that an isolated run's process died while it ran this job alone (even if a
+    duplicate delivery has started another run since); returns the stage's crashes so far."""
     job = load_job(session, job_id, for_update=True)
-    if job is None or job.run_id != run_id:
+    if job is None or job.terminal:
         return 0
     job.crashes += 1
-    job.run_id = job.run_owner = None
+    if job.run_id == run_id:
+        job.run_id = job.run_owner = None
     return job.crashes
 
 

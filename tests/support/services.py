@@ -221,10 +221,12 @@ def s3_url(host: str, port: int, bucket: str) -> str:
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:port to a target; ``cut()`` drops every connection and refuses new ones."""
+    """Forwards 127.0.0.1:port to a target; ``cut()`` drops every connection and refuses new ones;
+    ``slow(seconds)`` delays every block forwarded (a congested or failing network path)."""
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1"):
         self.target = (target_host, target_port)
+        self.delay = 0.0
         self.port = free_port()
         self.up = threading.Event()
         self.up.set()
@@ -262,6 +264,8 @@ class TcpProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket, upstream: bool = False) -> None:
         try:
             while data := source.recv(65536):
+                if self.delay:
+                    time.sleep(self.delay)
                 data, keep = self.forward(data, upstream)
                 sink.sendall(data)
                 if not keep:
@@ -286,6 +290,11 @@ class TcpProxy:
 
     def restore(self) -> None:
         self.up.set()
+        self.delay = 0.0
+
+    def slow(self, seconds: float) -> None:
+        """Delay each forwarded block by ``seconds`` (0 for full speed again)."""
+        self.delay = seconds
 
     def close(self) -> None:
         self.closing.set()
