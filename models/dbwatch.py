@@ -84,7 +84,8 @@ class Watchdog:
         @event.listens_for(engine, "commit")
         @event.listens_for(engine, "rollback")
         def _ending(conn: Any) -> None:
-            self.arm(conn.connection.dbapi_connection)
+            if not conn.invalidated:  # an invalidated connection's rollback sends nothing
+                self.arm(conn.connection.dbapi_connection)
 
         @event.listens_for(engine.pool, "checkin")
         def _checkin(dbapi_connection: Any, record: Any) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ SETTINGS = {
     "max_retries": "30",
     "sweep_interval_seconds": "1",
     "requeue_after_seconds": "3",
-    "resend_after_seconds": "15",
+    "resend_after_seconds": "10",
     "stall_after_seconds": "60",
     "part_size": str(5 * 1024 * 1024),
     "max_stage_crashes": "3",
@@ -113,7 +114,8 @@ class FaultStack:
     def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
         """Read the private database directly (scenarios aim their faults with it)."""
         with psycopg.connect(self.postgres.url.replace("+psycopg", ""), autocommit=True, connect_timeout=5) as conn:
-            return list(conn.execute(query, args).fetchall())  # type: ignore[arg-type]
+            cursor = conn.execute(query, args)  # type: ignore[arg-type]
+            return list(cursor.fetchall()) if cursor.description else []
 
     def job_row(self, job_id: str) -> dict[str, Any]:
         columns = ("status", "stage", "run_owner", "uploaded_at", "assembled_at", "parts", "upload_id")
@@ -139,7 +141,7 @@ class FaultStack:
         """Undo every fault a scenario may have left (each scenario heals its own; this is the net)."""
         self.proxy.restore()
         self.receiver.default = Reply()
-        if self.rabbit.alarmed():
+        if self.rabbit.alarm_raised:
             self.rabbit.memory_alarm(False)
         if not services.port_open("127.0.0.1", self.rabbit.port):
             self.rabbit.start_app()
@@ -160,12 +162,15 @@ def fault_stack() -> Iterator[FaultStack]:
     started: list[Any] = []
     web = worker = None
     try:
-        postgres.start()
-        started.append(postgres)
-        rabbit.start()
-        started.append(rabbit)
-        moto = services.MotoServer(log_dir).start()
-        started.append(moto)
+        with ThreadPoolExecutor(3) as pool:  # each takes seconds to start on a loaded machine: at once
+            starting = [pool.submit(service.start) for service in (postgres, rabbit, services.MotoServer(log_dir))]
+            wait(starting)
+        for future in starting:
+            if future.exception() is None:
+                started.append(future.result())
+        moto = starting[2].result()
+        for future in starting[:2]:
+            future.result()
         proxy = services.TcpProxy(moto.port)
         staging_dir = root / "staging"
         env = services.chute_env(os.environ, database_url=postgres.url, broker_url=rabbit.url,
@@ -174,8 +179,11 @@ def fault_stack() -> Iterator[FaultStack]:
         services.run_migrations(env)
         keys = services.issue_api_key(env, "faults")
         receiver = WebhookReceiver(secret=keys["webhook_secret"]).start()
-        web, base_url = services.start_web(env, log_dir, workers=1, threads=16)
-        worker = services.start_worker(env, log_dir, processes=1, threads=6)
+        with ThreadPoolExecutor(2) as pool:
+            web_start = pool.submit(services.start_web, env, log_dir, workers=1, threads=16)
+            worker_start = pool.submit(services.start_worker, env, log_dir, processes=1, threads=6)
+        web, base_url = web_start.result()
+        worker = worker_start.result()
         stack = FaultStack(env, base_url, web, worker, proxy, moto, rabbit, postgres, receiver, keys, "", log_dir,
                            staging_dir)  # fmt: skip
         stack.tenant_id = stack.sql("SELECT id FROM tenants WHERE name = 'faults'")[0][0]

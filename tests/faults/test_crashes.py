@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from tests.faults.conftest import FaultStack
 from tests.faults.history import History
 from tests.support import services
+from tests.support.files import sample_pdf
 
 
 @contextlib.contextmanager
@@ -74,18 +75,17 @@ def test_a_poison_file_fails_alone(stack: FaultStack, history: History) -> None:
 
 
 def test_sigkill_in_every_stage(stack: FaultStack, history: History) -> None:
-    """Held: the worker is SIGKILLed while a job is in assemble, then upload, then extract."""
+    """Held: the worker is SIGKILLed while jobs are in assemble, upload and extract, twice."""
     stack.proxy.slow(0.01)
-    jobs = [stack.upload(history, os.urandom(400_000), f"kill-{i}.bin")["job_id"] for i in range(6)]
-    for stage in ("assemble", "upload", "extract"):
-        def in_stage(stage: str = stage) -> bool:
-            return any(stack.job_row(j)["stage"] == stage and stack.job_row(j)["status"] == "processing"
-                       for j in jobs)  # fmt: skip
-
-        with contextlib.suppress(TimeoutError):  # jobs may all be past it already
-            services.wait_until(in_stage, 30, interval=0.02, what=stage)
-            stack.worker.kill()
-            stack.ensure_worker()
+    jobs = [stack.upload(history, os.urandom(400_000), f"kill-{i}.bin")["job_id"] for i in range(8)]
+    jobs.append(stack.upload(history, sample_pdf(10), "kill.pdf")["job_id"])
+    for _ in range(2):
+        with contextlib.suppress(TimeoutError):  # the jobs may all be past it already
+            services.wait_until(lambda: len({stack.job_row(j)["stage"] for j in jobs
+                                             if stack.job_row(j)["status"] == "processing"}) >= 2,
+                                30, interval=0.02, what="jobs in two stages")  # fmt: skip
+        stack.worker.kill()
+        stack.ensure_worker()
     stack.proxy.slow(0)
     assert stack.check(history) == []
 

@@ -71,6 +71,8 @@ class PrivateRabbit:
     port: int = field(default_factory=free_port)
     dist_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: Whether ``memory_alarm(True)`` was the last call (saves a slow ``rabbitmqctl status``).
+    alarm_raised: bool = False
 
     @property
     def url(self) -> str:
@@ -121,6 +123,7 @@ class PrivateRabbit:
     def memory_alarm(self, on: bool) -> None:
         """Raise (or clear) a memory alarm: publishers are blocked, consumers go on."""
         self.ctl("set_vm_memory_high_watermark", "0.000001" if on else "0.4")
+        self.alarm_raised = on
 
     def alarmed(self) -> bool:
         return "Memory alarm" in self.ctl("status", check=False)
