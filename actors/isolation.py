@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -28,6 +29,10 @@ from models.errors import ChuteError, FileRejected, TransientError
 from models.settings import Settings, configure, current_settings
 
 log = logging.getLogger(__name__)
+
+#: Signals that stop a child because the worker is shutting down (the child shares its process
+#: group): a deploy, not the file, so they are not charged as crashes.
+SHUTDOWN_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 #: How often the waiting worker thread wakes (so a TimeLimit interrupt reaches it soon).
 POLL_SECONDS = 0.2
@@ -75,6 +80,8 @@ def _read_reply(receiver: Connection) -> bytes | None:
 
 
 def _crashed(stage: str, job_id: str, run_id: str, exitcode: int | None, settings: Settings) -> None:
+    if exitcode is not None and -exitcode in SHUTDOWN_SIGNALS:
+        raise StageCrashed(f"the {stage} stage's process was stopped (signal {-exitcode}); not the file's fault")
     with session_scope() as session:
         crashes = jobs.record_crash(session, job_id, run_id)
     log.error("job %s: %s died running alone (exit code %s), crash %d of %d",
@@ -102,9 +109,12 @@ def _raise_reply(reply: dict[str, Any]) -> None:
 def _child(stage: str, job_id: str, run_id: str, settings: Settings, sender: Connection) -> None:
     """The child's whole life: run the stage function once and say how it went."""
     configure(settings)
+    import importlib
+
     from actors.broker import broker
-    from actors.pipeline import STAGE_ACTORS  # noqa: F401  (declares the stage actors)
     from actors.tracking import process_owner
+
+    importlib.import_module(f"actors.{stage}")  # declares this stage's actor (and only what it needs)
 
     with session_scope() as session:
         jobs.claim_run(session, job_id, run_id, process_owner())

@@ -253,6 +253,10 @@ class TcpProxy:
                 client.close()
                 continue
             with self.lock:
+                if not self.up.is_set():  # cut while this one was being connected
+                    client.close()
+                    upstream.close()
+                    continue
                 self.sockets.update((client, upstream))
             for a, b, up in ((client, upstream, True), (upstream, client, False)):
                 threading.Thread(target=self._pipe, args=(a, b, up), daemon=True).start()
@@ -282,8 +286,8 @@ class TcpProxy:
                 self.sockets.discard(sink)
 
     def cut(self) -> None:
-        self.up.clear()
         with self.lock:
+            self.up.clear()
             for s in list(self.sockets):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)

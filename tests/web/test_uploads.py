@@ -159,3 +159,20 @@ def test_a_database_outage_is_503_not_500(settings: Settings, stub_broker) -> No
     response = client.get("/v1/jobs", headers={"Authorization": "Bearer chute_whatever"})
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "database_unavailable"
     assert response.headers["Retry-After"] == "5"
+
+
+def test_an_expired_upload_is_410_gone(api) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from models import upload as uploads
+    from models.db import session_scope, utcnow
+
+    status, body = api("POST", "/v1/uploads", json={"filename": "old.bin", "size": 32, "chunk_size": 16})
+    with session_scope() as session:
+        row = session.get(uploads.Upload, body["upload_id"])
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(seconds=1)
+    status, error = api("PUT", f"/v1/uploads/{body['upload_id']}/chunks/0", data=b"x" * 16)
+    assert status == 410 and error["error"]["code"] == "upload_expired"
+    status, error = api("POST", f"/v1/uploads/{body['upload_id']}/complete")
+    assert status == 410 and error["error"]["code"] == "upload_expired"
