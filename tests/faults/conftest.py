@@ -46,7 +46,7 @@ SETTINGS = {
     "resend_after_seconds": "10",
     "stall_after_seconds": "60",
     "part_size": str(5 * 1024 * 1024),
-    "max_stage_crashes": "3",
+    "max_stage_crashes": "2",
     "database_statement_timeout_seconds": "3",
     "database_connect_timeout_seconds": "2",
     "database_pool_timeout_seconds": "3",
