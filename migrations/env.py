@@ -25,7 +25,7 @@ def run_offline() -> None:
 def run_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url is not None
-    engine = make_engine(url)
+    engine = make_engine(url, timeouts=False)  # a migration may rewrite a large table
     with engine.connect() as connection:
         # render_as_batch: SQLite alters tables by copying them; batch mode does that for us.
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)

@@ -61,8 +61,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; for a SQLite file, its directory is created."""
+def make_engine(url: str, *, timeouts: bool = True) -> Engine:
+    """An engine for ``url``; for a SQLite file, its directory is created.
+
+    ``timeouts=False`` leaves statements unbounded (migrations may rewrite large tables).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # No pre-ping (a round trip per checkout); connections are recycled instead, and a dead
@@ -70,7 +73,7 @@ def make_engine(url: str) -> Engine:
         # not answer fails as soon: connecting, each statement and the wait for a pooled
         # connection have timeouts, and a round trip with no answer at all is cut (dbwatch).
         settings = current_settings()
-        statement_ms = int(settings.database_statement_timeout_seconds * 1000)
+        statement_ms = int(settings.database_statement_timeout_seconds * 1000) if timeouts else 0
         engine = create_engine(
             url,
             pool_recycle=300,
@@ -82,7 +85,8 @@ def make_engine(url: str) -> Engine:
                 "options": f"-c statement_timeout={statement_ms}",
             },
         )
-        Watchdog(settings.database_statement_timeout_seconds + WATCHDOG_GRACE_SECONDS).install(engine)
+        if timeouts:
+            Watchdog(settings.database_statement_timeout_seconds + WATCHDOG_GRACE_SECONDS).install(engine)
         return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
