@@ -34,7 +34,7 @@ WEBHOOK_SECONDS = Histogram(
 )  # fmt: skip
 INGESTED_BYTES = Counter("chute_ingested_bytes", "Bytes received from clients and kept on the staging disk")
 UPLOADS = Counter("chute_uploads", "Uploads by event (opened, completed, expired, cancelled)", ["event"])
-SWEEPER_ACTIONS = Counter("chute_sweeper_actions", "What the sweeper did (see actors.cleanup.SWEEPER_COUNTS)", ["action"])
+SWEEPER_ACTIONS = Counter("chute_sweeper_actions", "What the sweeper did, by action", ["action"])
 
 
 def job_ended(outcome: str, code: str | None = None) -> None:

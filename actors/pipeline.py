@@ -15,6 +15,7 @@ from actors.assemble import assemble
 from actors.extract import extract
 from actors.notify import notify
 from actors.upload import upload
+from models import cleanup as cleanup_tasks
 from models import job as jobs
 from models.db import session_scope
 from models.errors import BrokerUnavailable, NotFound
@@ -99,5 +100,6 @@ def retry_job(job_id: str) -> str:
         if job is None:
             raise NotFound(f"no job {job_id}", code="job_not_found")
         stage = jobs.reopen(job)
+        cleanup_tasks.drop_for_job(session, job_id)  # its derivatives are about to be made again
     resume_job(job_id, stage)
     return stage

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, String, Text, select
+from sqlalchemy import Integer, String, Text, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.db import Base, utcnow
@@ -67,3 +67,8 @@ def failed(session: Session, task_id: int, error: str) -> None:
     task.attempts += 1
     task.last_error = error[:1000]
     task.next_attempt_at = utcnow() + min(timedelta(seconds=2**task.attempts), MAX_BACKOFF)
+
+
+def drop_for_job(session: Session, job_id: str) -> None:
+    """Forget a job's pending tasks: it was put back to work, and what they would delete is its again."""
+    session.execute(delete(CleanupTask).where(CleanupTask.job_id == job_id))

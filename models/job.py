@@ -420,5 +420,7 @@ def reopen(job: Job) -> str:
     job.status = PROCESSING
     job.error_code = job.error_message = job.completed_at = None
     job.stage = job.stage if job.stage in ("extract", "notify") else "extract"
-    job.stage_attempts = 0
+    job.stage_attempts = job.lost_runs = job.crashes = 0
+    job.run_id = job.run_owner = None
+    job.run_isolated = False
     return job.stage
