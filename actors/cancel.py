@@ -27,7 +27,7 @@ def cancel_job(tenant_id: str, job_id: str) -> jobs.Job:
         job = jobs.get_job(session, tenant_id, job_id, for_update=True)
         jobs.cancel(job)
     job_ended("cancelled")
-    release_job(job_id)
+    release_job(job_id, remove_now=False)  # the sweeper removes its storage: S3 may be slow or down now
     announce(job_id)
     return job
 

@@ -33,13 +33,14 @@ SWEEPER_COUNTS = (("expired", "expired_uploads"), ("republished", "resent_jobs")
 ANNOUNCE_WINDOW = timedelta(days=1)
 
 
-def release_job(job_id: str) -> None:
+def release_job(job_id: str, *, remove_now: bool = True) -> None:
     """Give back what a failed or cancelled job holds: its multipart upload, its stored objects
     (the original and any derivative) and its staged bytes (idempotent).
 
     The storage to remove is first written down as cleanup tasks, in the transaction that
-    forgets the multipart id, then removed at once; what the store refuses now (it may be down)
-    the sweeper removes later, so no part or object is left in the bucket unseen.
+    forgets the multipart id, then removed at once (``remove_now``; an API request passes False
+    so that a store that is down cannot slow it); what is not removed now the sweeper removes
+    later, so no part or object is left in the bucket unseen.
     """
     settings = current_settings()
     with session_scope() as session:
@@ -54,7 +55,8 @@ def release_job(job_id: str) -> None:
                 tasks.add(session, job_id, tasks.DELETE_PREFIX, prefix)
         job.multipart_id = None
         job.parts = None
-    run_cleanups(job_id)
+    if remove_now:
+        run_cleanups(job_id)
     staging.remove_upload(settings.staging_dir, upload_id)
     shutil.rmtree(staging.work_dir(settings.staging_dir, job_id), ignore_errors=True)
 

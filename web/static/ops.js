@@ -63,9 +63,11 @@ function action(label, onClick) {
   button.textContent = label;
   button.addEventListener("click", async () => {
     button.disabled = true;
-    try { await onClick(); $("status").textContent = `${label}: done`; }
-    catch (e) { $("status").textContent = `${label} failed: ${e.message}`; }
-    refresh();
+    let outcome;
+    try { await onClick(); outcome = `${label}: done`; }
+    catch (e) { outcome = `${label} failed: ${e.message}`; }
+    await refresh();  // then say how it went: set before, the refresh overwrote it at once
+    $("status").textContent = outcome;
   });
   td.append(button);
   return td;
