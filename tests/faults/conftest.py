@@ -85,7 +85,7 @@ class FaultStack:
     tenant_id: str
     log_dir: Path
     staging_dir: Path
-    worker_lock: threading.Lock = field(default_factory=threading.Lock)
+    worker_lock: threading.RLock = field(default_factory=threading.RLock)
 
     def call(self, method: str, path: str, *, timeout: float = 30, **kwargs: Any) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.keys['api_key']}", **kwargs.pop("headers", {})}
@@ -123,7 +123,8 @@ class FaultStack:
         return dict(zip(columns, rows[0], strict=True)) if rows else {}
 
     def start_worker(self) -> None:
-        self.worker = services.start_worker(self.env, self.log_dir, processes=1, threads=6)
+        with self.worker_lock:  # a scenario's killer thread may be restarting it too
+            self.worker = services.start_worker(self.env, self.log_dir, processes=1, threads=6)
 
     def ensure_worker(self) -> None:
         """Start the worker again if it died (Dramatiq's CLI exits when one of its processes is killed)."""

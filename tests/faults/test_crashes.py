@@ -67,8 +67,8 @@ def test_a_poison_file_fails_alone(stack: FaultStack, history: History) -> None:
     os.mkfifo(chunk)
     stack.proxy.slow(0.02)  # keep the healthy jobs in flight while the poison runs
     limit = int(stack.env["CHUTE_MAX_STAGE_CRASHES"])
+    stack.start_worker()  # the poison's first run hangs on its FIFO until the killer strikes
     with killer(stack, lambda: owner_pid(stack, poison["job_id"]), times=1 + limit) as killed:
-        stack.start_worker()
         services.wait_until(lambda: stack.job_row(poison["job_id"])["status"] == "failed", 240, what="the poison")
     stack.proxy.slow(0)
     assert stack.check(history) == []
