@@ -1,7 +1,7 @@
 """attempt model (runs, lost runs, crashes) and cleanup tasks
 
 Revision ID: 0002
-Revises: 0007
+Revises: 0003
 Create Date: 2026-11-22 23:30:00
 
 A job now remembers the run of its current stage in flight (``run_id``, ``run_owner``,
@@ -17,7 +17,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0002"
-down_revision: str | Sequence[str] | None = "0007"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
