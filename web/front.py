@@ -106,6 +106,19 @@ def _keeps_partial(request: h11.Request) -> bool:
     return request.method == b"PATCH" and _header(request.headers, b"tus-resumable") is not None
 
 
+class _AnswerStaysReadable(asyncio.StreamReaderProtocol):
+    """An upstream connection whose received answer stays readable after a failed write.
+
+    The app may answer before it has read the whole body (507 on a full staging disk, 413, 401)
+    and gunicorn may then close; the next write of the body fails, and asyncio's default would
+    make the reader raise that error even though the answer is in its buffer. Here the reader
+    just ends after the answer, so the client gets it instead of a 502.
+    """
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(None)
+
+
 class _Upstream:
     """One kept-alive connection to gunicorn."""
 
@@ -319,11 +332,16 @@ class Front:
             answered = [False]
             try:
                 await _send(upstream.writer, upstream.conn, outgoing)
-                body.seek(0)
-                while chunk := body.read(READ_SIZE * 4):
-                    await _send(upstream.writer, upstream.conn, h11.Data(data=chunk))
-                await _send(upstream.writer, upstream.conn, h11.EndOfMessage())
-                throttle = await self._relay_response(upstream, conn, writer, answered)
+                # The body goes up while the answer is read: an app that answers early (and may
+                # close) is heard, rather than a failed write being taken for no answer.
+                sending = asyncio.create_task(_send_body(upstream, body))
+                try:
+                    throttle = await self._relay_response(upstream, conn, writer, answered)
+                finally:
+                    if not sending.done():
+                        sending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError, h11.LocalProtocolError):
+                        await sending
                 if throttle is not None:
                     self._remember(request, throttle)
             except (ConnectionError, OSError, h11.RemoteProtocolError):
@@ -436,10 +454,14 @@ class Front:
 
     async def _connect(self) -> _Upstream | None:
         try:
-            reader, writer = await asyncio.open_unix_connection(self.config.upstream_socket, limit=READ_SIZE)
+            loop = asyncio.get_running_loop()
+            reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+            transport, protocol = await loop.create_unix_connection(
+                lambda: _AnswerStaysReadable(reader, loop=loop), self.config.upstream_socket
+            )
         except OSError:
             return None
-        return _Upstream(reader, writer)
+        return _Upstream(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
 
     async def _answer(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, code: str, text: str
@@ -477,6 +499,14 @@ def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
         if key.lower() == name:
             return value.decode("latin-1").strip()
     return None
+
+
+async def _send_body(upstream: _Upstream, body: IO[bytes]) -> None:
+    """Send a buffered request body and its end to gunicorn."""
+    body.seek(0)
+    while chunk := body.read(READ_SIZE * 4):
+        await _send(upstream.writer, upstream.conn, h11.Data(data=chunk))
+    await _send(upstream.writer, upstream.conn, h11.EndOfMessage())
 
 
 async def _send(writer: asyncio.StreamWriter, conn: h11.Connection, event: Any) -> None:
