@@ -97,7 +97,7 @@ def notify(job_id: str) -> None:
                 attempts=0,
                 created_at=utcnow(),
             )
-            data = job_view(job, delivery.WebhookState(delivery.PENDING, 0))
+            data = job_view(job, delivery.WebhookState(delivery.PENDING, 0)).model_dump(mode="json")
             event.payload = json.dumps({"type": kind, "timestamp": iso(utcnow()), "data": data}, separators=(",", ":"))
             session.add(event)
         pending = event.status == delivery.PENDING and event.attempts == 0

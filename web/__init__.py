@@ -19,7 +19,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from actors.url_guard import UrlGuard
     from web import (
         account,
+        converters,
         cors,
+        docs,
         errors,
         events,
         front,
@@ -43,7 +45,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     errors.register(app)
+    converters.register(app)
     app.register_blueprint(service.bp)
+    app.register_blueprint(docs.bp)
     app.register_blueprint(uploads.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(tenant.bp)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,14 +42,18 @@ JSON_BODY_ERRORS: dict[int, tuple[str, ...]] = {
     415: ("unsupported_media_type",),
     422: ("invalid_field", "missing_field"),
 }
-#: Error codes the query and header models can answer.
-PARAMETER_ERRORS: dict[int, tuple[str, ...]] = {400: ("invalid_query",)}
+#: Error codes the query model can answer.
+QUERY_ERRORS: dict[int, tuple[str, ...]] = {400: ("invalid_query",)}
+#: Error codes the header model can answer.
+HEADER_ERRORS: dict[int, tuple[str, ...]] = {400: ("invalid_header",)}
 #: Error codes every bearer-authenticated operation can answer (429: web.ratelimit).
 AUTH_ERRORS: dict[int, tuple[str, ...]] = {
-    401: ("missing_api_key", "invalid_api_key", "invalid_token", "token_expired"),
+    401: ("missing_api_key", "unauthorized", "invalid_token", "token_expired"),
     403: ("token_scope",),  # an upload token (web/auth.py) outside what it may call
     429: ("rate_limited",),
 }
+#: Error codes every authenticated operation can answer: it reads the database (a key, a row).
+DATABASE_ERRORS: dict[int, tuple[str, ...]] = {503: ("database_unavailable",)}
 
 #: What a declared view may return: a model, (model, status), (model, status, headers), or a Response.
 View = Callable[..., Any]
@@ -65,12 +70,14 @@ class Body:
         description: what the body is.
         schema: its JSON Schema for the document (default: binary).
         required: whether a body must be sent.
+        encoding: OpenAPI ``encoding`` of multipart fields (e.g. a JSON-valued form field).
     """
 
     media_type: str
     description: str = ""
     schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string", "format": "binary"})
     required: bool = True
+    encoding: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,8 @@ class Reply:
         media_type: its content type; a non-JSON reply (a stream, a file) has ``model`` None.
         headers: response headers it carries, name → description.
         schema: the body's JSON Schema when it is not a model (e.g. a text/event-stream).
+        links: OpenAPI links from this response to the operations a client calls next
+            (name → {"operationId", "parameters"}); schemathesis follows them in its stateful phase.
     """
 
     model: type[BaseModel] | None = None
@@ -90,6 +99,7 @@ class Reply:
     media_type: str = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)
     schema: Mapping[str, Any] | None = None
+    links: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,10 +128,14 @@ class Operation:
         implied: list[Mapping[int, tuple[str, ...]]] = []
         if isinstance(self.body, type):
             implied.append(JSON_BODY_ERRORS)
-        if self.query is not None or self.headers is not None:
-            implied.append(PARAMETER_ERRORS)
+        if self.query is not None:
+            implied.append(QUERY_ERRORS)
+        if self.headers is not None:
+            implied.append(HEADER_ERRORS)
         if self.auth == "bearer":  # the admin scheme declares its own codes
             implied.append(AUTH_ERRORS)
+        if self.auth is not None:
+            implied.append(DATABASE_ERRORS)
         for extra in implied:
             for status, codes in extra.items():
                 merged.setdefault(status, set()).update(codes)
@@ -178,11 +192,11 @@ def operation(
         def wrapper(**path_args: Any) -> ResponseReturnValue:
             kwargs = dict(path_args)
             if isinstance(op.body, type):
-                kwargs["body"] = parse_json_body(op.body)
+                kwargs["body"] = parse_json_body(op.body, op.errors.get(422))
             if op.query is not None:
-                kwargs["query"] = parse_model(op.query, request.args.to_dict(flat=True), "query")
+                kwargs["query"] = parse_model(op.query, request.args.to_dict(flat=True), "query", op.errors.get(400))
             if op.headers is not None:
-                kwargs["headers"] = parse_model(op.headers, dict(request.headers.items()), "header")
+                kwargs["headers"] = parse_headers(op.headers, op.errors.get(400))
             return render(op, view(**kwargs))
 
         wrapper.__chute_operation__ = op  # type: ignore[attr-defined]
@@ -200,6 +214,23 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def loads(text: str | bytes) -> Any:
+    """Python's JSON parser without NaN, Infinity, and numbers too large to be finite.
+
+    Raises:
+        ValueError: not such JSON (also RecursionError for absurd nesting; callers bound the size).
+    """
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _finite_float(text: str) -> float:
+    """JSON numbers are finite: ``1e400`` would become infinity, which no column or webhook can carry."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def _depth(value: Any) -> int:
     """The nesting depth of a parsed JSON value, without recursion."""
     deepest, stack = 0, [(value, 1)]
@@ -214,14 +245,15 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def parse_json_body(model: type[BaseModel]) -> BaseModel:
+def parse_json_body(model: type[BaseModel], codes: Sequence[str] | None = None) -> BaseModel:
     """Read, bound and validate the request's JSON body.
 
     Raises:
         UnsupportedMediaType: not application/json.
         TooLarge: over :data:`MAX_JSON_BYTES` (by its declared length, before reading).
         BadRequest: not JSON, NaN or Infinity, or nested deeper than :data:`MAX_JSON_DEPTH`.
-        Invalid: valid JSON that the model refuses (``details.errors`` says where and why).
+        Invalid: valid JSON that the model refuses (``details.errors`` says where and why); its
+            code is a validator's ``PydanticCustomError`` type when that is one of ``codes``.
     """
     if not request.is_json:
         raise UnsupportedMediaType("send application/json", code="unsupported_media_type")
@@ -231,7 +263,7 @@ def parse_json_body(model: type[BaseModel]) -> BaseModel:
     if len(raw) > MAX_JSON_BYTES:
         raise TooLarge(f"a JSON body may be at most {MAX_JSON_BYTES} bytes", code="body_too_large")
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
+        value = loads(raw)
     except (ValueError, RecursionError):
         raise BadRequest("the body is not valid JSON", code="invalid_json") from None
     if _depth(value) > MAX_JSON_DEPTH:
@@ -242,21 +274,56 @@ def parse_json_body(model: type[BaseModel]) -> BaseModel:
         # Strict in JSON mode: "1" is not an integer, but an ISO 8601 string is a datetime.
         return model.model_validate_json(raw, strict=True)
     except ValidationError as e:
-        code = "missing_field" if e.errors()[0]["type"] == "missing" else "invalid_field"
+        kind = e.errors()[0]["type"]
+        if kind == "json_invalid":  # what Python's parser takes and pydantic's refuses: lone surrogates
+            raise BadRequest("the body is not valid JSON", code="invalid_json") from None
+        code = kind if codes and kind in codes else "missing_field" if kind == "missing" else "invalid_field"
         raise Invalid(_first_message(e), code=code, details={"errors": _error_list(e)}) from None
 
 
-def parse_model(model: type[BaseModel], values: dict[str, Any], where: str) -> BaseModel:
-    """Validate query arguments or headers (strings) through ``model``.
+def parse_model(
+    model: type[BaseModel], values: Mapping[str, Any], where: str, codes: Sequence[str] | None = None
+) -> BaseModel:
+    """Validate query arguments, headers or form fields (strings) through ``model``.
+
+    A validator may raise ``PydanticCustomError(code, message)`` with one of ``codes`` (the
+    operation's declared codes) to answer with that code instead of the generic one.
 
     Raises:
-        BadRequest: ``invalid_query`` naming the parameters at fault.
+        BadRequest: ``invalid_query`` or ``invalid_header`` naming the parameters at fault.
+        Invalid: ``invalid_field`` for form fields (they are the body, like a JSON body's fields).
     """
     try:
         return model.model_validate(values)
     except ValidationError as e:
         details = {"errors": _error_list(e), "in": where}
-        raise BadRequest(_first_message(e), code="invalid_query", details=details) from None
+        if where == "form":
+            raise Invalid(_first_message(e), code="invalid_field", details=details) from None
+        kind = e.errors()[0]["type"]
+        code = kind if codes and kind in codes else f"invalid_{where}"
+        raise BadRequest(_first_message(e), code=code, details=details) from None
+
+
+def parse_headers(model: type[BaseModel], codes: Sequence[str] | None = None) -> BaseModel:
+    """The request headers ``model`` declares (by alias, matched case-insensitively), validated."""
+    values = {}
+    for name, info in model.model_fields.items():
+        for header in _header_names(name, info):
+            value = request.headers.get(header)
+            if value:  # an empty field is as good as absent (RFC 9110 allows empty values)
+                values[header] = value
+                break
+    return parse_model(model, values, "header", codes)
+
+
+def _header_names(name: str, info: Any) -> list[str]:
+    """The header names a field reads: its alias, or each string of its ``validation_alias`` choices."""
+    choices = getattr(info.validation_alias, "choices", None)
+    if choices is not None:
+        return [choice for choice in choices if isinstance(choice, str)]
+    if isinstance(info.validation_alias, str):
+        return [info.validation_alias]
+    return [info.alias or name]
 
 
 def _error_list(error: ValidationError) -> list[dict[str, Any]]:
@@ -282,7 +349,8 @@ def render(op: Operation, result: Any) -> ResponseReturnValue:
         result, status, *rest = result
         headers = rest[0] if rest else None
     if isinstance(result, BaseModel):
-        response = jsonify(result.model_dump(mode="json", by_alias=True))
+        # pydantic writes the JSON itself (in Rust): no dict, no second walk through Flask's encoder.
+        response = Response(result.model_dump_json(by_alias=True), mimetype="application/json")
     elif result is None:
         response = Response(status=status)
     else:

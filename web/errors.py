@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import dramatiq.errors
 import sqlalchemy.exc
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
@@ -40,6 +41,9 @@ STATUS: dict[type[Exception], int] = {
     TenantStreamLimit: 429,
     errors.StagingFull: 507,
 }
+
+#: Codes of Werkzeug's errors where its name would say less than chute's own code does.
+HTTP_CODES: dict[int, str] = {413: "body_too_large"}
 
 
 def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> ResponseReturnValue:
@@ -73,6 +77,13 @@ def register(app: Flask) -> None:
         response.headers["Retry-After"] = str(error.retry_after)  # type: ignore[union-attr]
         return response
 
+    @app.errorhandler(dramatiq.errors.BrokerError)
+    def broker_error(error: Exception) -> ResponseReturnValue:
+        log.warning("broker unavailable: %s", error)
+        response = error_response(503, "broker_unavailable", "the message broker is unavailable; try again")
+        response.headers["Retry-After"] = "5"  # type: ignore[union-attr]
+        return response
+
     @app.errorhandler(sqlalchemy.exc.OperationalError)
     @app.errorhandler(sqlalchemy.exc.InterfaceError)
     @app.errorhandler(sqlalchemy.exc.TimeoutError)  # no pooled connection came free in time
@@ -84,8 +95,14 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> ResponseReturnValue:
-        code = (error.name or "error").lower().replace(" ", "_").replace("'", "")
-        return error_response(error.code or 500, code, error.description or error.name)
+        status = error.code or 500
+        code = HTTP_CODES.get(status) or (error.name or "error").lower().replace(" ", "_").replace("'", "")
+        response = error_response(status, code, error.description or error.name)
+        # Werkzeug's own headers stay: 405 names the methods the URL takes in Allow.
+        for name, value in error.get_headers():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value  # type: ignore[union-attr]
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> ResponseReturnValue:

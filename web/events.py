@@ -187,7 +187,7 @@ STREAM_REPLY_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no: p
 STREAM_ERRORS = {429: ["too_many_streams"], 503: ["too_many_streams"]}
 
 
-@bp.get("/jobs/<job_id>/events")
+@bp.get("/jobs/<job_id:job_id>/events")
 @operation(
     "streamJobEvents",
     tags=["events"],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import re
 import secrets
 from pathlib import Path
-from typing import Any
 
+from dramatiq.errors import BrokerError
 from flask import Blueprint, Response, redirect, request, stream_with_context
 from flask.typing import ResponseReturnValue
 
@@ -15,34 +15,82 @@ from actors.metrics import UPLOADS
 from actors.notify import deliver_webhook
 from actors.pipeline import start_jobs
 from actors.storage import content_disposition, open_store
+from actors.url_guard import REFUSED
 from models import delivery, quota, staging
 from models import job as jobs
 from models import upload as uploads
 from models.db import read_scope, session_scope
-from models.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge
+from models.errors import BrokerUnavailable, Conflict, Invalid, NotFound, TooLarge, UnsupportedMediaType
 from models.settings import current_settings as settings
-from models.views import job_view
+from models.views import JobView, job_view
 from web import schemas
 from web.auth import download_url, require_tenant, tenant_id
+from web.contract import Body, Reply, operation, parse_model
+from web.schemas.jobs import (
+    BATCH_FORM_ENCODING,
+    BATCH_FORM_SCHEMA,
+    BatchCreated,
+    BatchEntry,
+    BatchForm,
+    DeliveryAttempt,
+    DeliveryList,
+    DeliveryQueued,
+    JobCancelled,
+    JobList,
+    JobListQuery,
+    JobResult,
+)
+from web.schemas.uploads import CONTENT_TYPE
 from web.staging_io import HashingWriter, temp_path
-from web.uploads import check_webhook_url
+from web.uploads import check_webhook_url, job_links
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 bp.before_request(require_tenant)
 
-#: Page size limits of ``GET /v1/jobs``.
-DEFAULT_LIMIT, MAX_LIMIT = 50, 200
+#: Form fields (not files) of a batch upload are small: Werkzeug refuses more than this in memory (413).
+MAX_FORM_MEMORY = 64 * 1024
+#: Parts a batch form may have (files and fields); Werkzeug refuses more (413).
+MAX_FORM_PARTS = 64
+#: Errors of every operation on an existing job.
+JOB_ERRORS = {404: ["job_not_found"]}
+#: A redirect to the stored file or a stream of it.
+DOWNLOAD_REPLIES = {
+    200: Reply(None, "the file itself (filesystem store)", media_type="application/octet-stream",
+               schema={"type": "string", "format": "binary"},
+               headers={"Content-Disposition": "attachment; filename=…; filename*=UTF-8''…"}),
+    302: Reply(None, "a short-lived presigned URL of the object store (S3)",
+               headers={"Location": "the presigned URL (valid presign_ttl_seconds)"}),
+}  # fmt: skip
 
 
-def _view(session: Any, job: jobs.Job) -> dict[str, Any]:
-    return job_view(job, delivery.webhook_states(session, [job.id]).get(job.id))
+def _checked_part(name: str | None, mimetype: str) -> tuple[str, str | None]:
+    """A part's filename (basename of what old browsers send as a path) and content type, validated."""
+    filename = schemas.filename(name)
+    # A browser's odd guess at a type is not a declaration worth keeping (or storing).
+    content_type = mimetype if mimetype and re.fullmatch(CONTENT_TYPE, mimetype) else None
+    return filename, content_type
 
 
 @bp.post("")
-def create_batch() -> ResponseReturnValue:
+@operation(
+    "createJobs",
+    tags=["jobs"],
+    summary="Upload whole files in one request (one-shot and batch)",
+    description="multipart/form-data with one or more `file` parts, streamed to disk while hashed; each "
+    "becomes a job at once. Optional `webhook_url` and `metadata` (a JSON object as text) apply to every file.",
+    body=Body("multipart/form-data", "the files and options", schema=BATCH_FORM_SCHEMA, encoding=BATCH_FORM_ENCODING),
+    responses={202: Reply(BatchCreated, "one queued job per file", links=job_links("/jobs/0/job_id"))},
+    errors={
+        413: ["too_many_files", "file_too_large", "body_too_large"],
+        415: ["unsupported_media_type"],
+        422: ["missing_file", "invalid_filename", "invalid_field", REFUSED],
+        503: ["broker_unavailable"],
+    },
+)
+def create_batch() -> tuple[BatchCreated, int]:
     """One or more ``file`` parts in multipart/form-data, streamed straight to staging."""
     if request.mimetype != "multipart/form-data":
-        raise BadRequest("send multipart/form-data with one or more 'file' parts", code="unsupported_media_type")
+        raise UnsupportedMediaType("send multipart/form-data with one or more 'file' parts")
     cfg = settings()
     incoming = Path(cfg.staging_dir) / "incoming"
     writers: list[HashingWriter] = []
@@ -61,88 +109,114 @@ def create_batch() -> ResponseReturnValue:
 
     try:
         request.max_content_length = cfg.max_request_size
+        request.max_form_memory_size = MAX_FORM_MEMORY
+        request.max_form_parts = MAX_FORM_PARTS
         # Werkzeug's form parser asks the request for a file per part: write each one to the
         # staging disk (hashing as it goes) instead of a temporary file that would be copied.
         request._get_file_stream = stream_factory  # type: ignore[method-assign, assignment]
         parts = request.files.getlist("file")
         if not parts:
             raise Invalid("no 'file' part in the form", code="missing_file")
-        webhook_url = check_webhook_url(request.form.get("webhook_url") or None)
-        metadata = _form_metadata(request.form.get("metadata"))
-        ocr = request.form.get("ocr") or "auto"
+        form = parse_model(BatchForm, request.form.to_dict(flat=True), "form")
+        assert isinstance(form, BatchForm)
+        webhook_url = check_webhook_url(form.webhook_url)
+        checked = [_checked_part(part.filename, part.mimetype) for part in parts]
         created = []
         with session_scope() as session:
             quota.reserve_jobs(session, tenant_id(), cfg, len(parts))
-            for part in parts:
+            for part, (filename, content_type) in zip(parts, checked, strict=True):
                 writer = writers[writers.index(part.stream)]  # type: ignore[arg-type]
                 quota.reserve_upload(session, tenant_id(), cfg, writer.size, opens=False)
                 upload = uploads.create_single_chunk_upload(
                     session,
                     tenant_id(),
                     cfg,
-                    filename=schemas.filename(part.filename),
+                    filename=filename,
                     size=writer.size,
                     sha256=writer.sha256,
-                    content_type=part.mimetype or None,
+                    content_type=content_type,
                     webhook_url=webhook_url,
-                    metadata=metadata,
-                    ocr=ocr,
+                    metadata=form.metadata,
+                    ocr=form.ocr,
                 )
                 if writer.size:
                     writer.finish(staging.chunk_path(cfg.staging_dir, upload.id, 0), durable=True)
                 else:
                     writer.discard()
                 job = jobs.create_job(session, upload)
-                created.append({"job_id": job.id, "upload_id": upload.id, "filename": upload.filename})
+                created.append((job.id, upload.id, upload.filename))
     finally:
         for writer in writers:
             if writer.path.exists():
                 writer.discard()
     UPLOADS.labels("opened").inc(len(created))
     UPLOADS.labels("completed").inc(len(created))
-    start_jobs([entry["job_id"] for entry in created])  # the broker down: the sweeper publishes them
-    for entry in created:
-        entry["status"] = jobs.QUEUED
-    return {"jobs": created, "total": len(created)}, 202
-
-
-def _form_metadata(raw: str | None) -> dict[str, Any] | None:
-    if not raw:
-        return None
-    try:
-        return schemas.metadata(json.loads(raw))
-    except ValueError:
-        raise Invalid("metadata must be a JSON object", code="invalid_field", details={"field": "metadata"}) from None
+    start_jobs([job_id for job_id, _, _ in created])  # the broker down: the sweeper publishes them
+    entries = [BatchEntry(job_id=j, upload_id=u, filename=f, status="queued") for j, u, f in created]
+    return BatchCreated(jobs=entries, total=len(entries)), 202
 
 
 @bp.get("")
-def index() -> ResponseReturnValue:
-    status = request.args.get("status")
-    if status is not None and status not in (jobs.QUEUED, jobs.PROCESSING, *jobs.TERMINAL):
-        raise BadRequest(f"unknown status {status!r}", code="invalid_query")
-    limit = schemas.int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+@operation(
+    "listJobs",
+    tags=["jobs"],
+    summary="List jobs, newest first",
+    description="Pages of at most `limit` jobs; pass `next_cursor` as `cursor` for the next page. "
+    "A cursor is opaque: one chute did not make is 400 `invalid_cursor`.",
+    query=JobListQuery,
+    responses={200: Reply(JobList, "a page of jobs")},
+    errors={400: ["invalid_cursor"]},
+)
+def index(query: JobListQuery) -> JobList:
     with read_scope() as session:
         rows, cursor = jobs.list_jobs(
-            session, tenant_id(), status=status, limit=limit, cursor=request.args.get("cursor")
+            session, tenant_id(), status=query.status, limit=query.limit, cursor=query.cursor
         )
         states = delivery.webhook_states(session, [job.id for job in rows])
-        return {"jobs": [job_view(job, states.get(job.id)) for job in rows], "next_cursor": cursor}
+        return JobList(jobs=[job_view(job, states.get(job.id)) for job in rows], next_cursor=cursor)
 
 
-@bp.get("/<job_id>")
-def show(job_id: str) -> ResponseReturnValue:
+@bp.get("/<job_id:job_id>")
+@operation(
+    "getJob",
+    tags=["jobs"],
+    summary="A job's status, stage, progress and webhook state",
+    description="Poll this (or take the webhook) until `status` is completed, failed or cancelled.",
+    responses={200: Reply(JobView, "the job")},
+    errors=JOB_ERRORS,
+)
+def show(job_id: str) -> JobView:
     with read_scope() as session:
-        return _view(session, jobs.get_job(session, tenant_id(), job_id, view_only=True))
+        job = jobs.get_job(session, tenant_id(), job_id, view_only=True)
+        return job_view(job, delivery.webhook_states(session, [job.id]).get(job.id))
 
 
-@bp.delete("/<job_id>")
-def cancel(job_id: str) -> ResponseReturnValue:
+@bp.delete("/<job_id:job_id>")
+@operation(
+    "cancelJob",
+    tags=["jobs"],
+    summary="Cancel a job",
+    description="A stage in flight notices and stops; the job's bytes are released and its webhook says "
+    "job.cancelled. A job that already ended is 409 `job_finished`.",
+    responses={202: Reply(JobCancelled, "cancelled")},
+    errors={404: ["job_not_found"], 409: ["job_finished"], 503: ["broker_unavailable"]},
+)
+def cancel(job_id: str) -> tuple[JobCancelled, int]:
     job = cancel_job(tenant_id(), job_id)
-    return {"job_id": job.id, "status": job.status}, 202
+    return JobCancelled(job_id=job.id, status=job.status), 202  # type: ignore[arg-type]
 
 
-@bp.get("/<job_id>/result")
-def result(job_id: str) -> ResponseReturnValue:
+@bp.get("/<job_id:job_id>/result")
+@operation(
+    "getJobResult",
+    tags=["jobs"],
+    summary="What the pipeline made of a completed job",
+    description="The stored object, what was extracted (document or image) and the derivatives, each with "
+    "a download URL. 409 `not_ready` until the job is completed.",
+    responses={200: Reply(JobResult, "the result")},
+    errors={404: ["job_not_found"], 409: ["not_ready"]},
+)
+def result(job_id: str) -> Response:
     with read_scope() as session:
         job = jobs.get_job(session, tenant_id(), job_id)
         if job.status != jobs.COMPLETED or job.result is None:
@@ -152,7 +226,7 @@ def result(job_id: str) -> ResponseReturnValue:
     out["derivatives"] = [
         {**d, "url": download_url("jobs.derivative", job_id, d["name"])} for d in out.get("derivatives", [])
     ]
-    return out
+    return JobResult.model_validate(out).to_response()
 
 
 def _stored_object(job_id: str, name: str | None) -> tuple[str, str, str]:
@@ -182,30 +256,74 @@ def _serve(key: str, filename: str, content_type: str) -> ResponseReturnValue:
     return response
 
 
-@bp.get("/<job_id>/download")
+@bp.get("/<job_id:job_id>/download")
+@operation(
+    "downloadJobFile",
+    tags=["jobs"],
+    summary="Download the original file",
+    description="On S3, a 302 to a short-lived presigned URL (its response names the file); on the "
+    "filesystem store, the bytes themselves. 409 `not_ready` until the file is stored.",
+    responses=DOWNLOAD_REPLIES,
+    errors={404: ["job_not_found"], 409: ["not_ready"]},
+)
 def download(job_id: str) -> ResponseReturnValue:
     return _serve(*_stored_object(job_id, None))
 
 
-@bp.get("/<job_id>/derivatives/<name>")
+@bp.get("/<job_id:job_id>/derivatives/<name:name>")
+@operation(
+    "downloadDerivative",
+    tags=["jobs"],
+    summary="Download a derivative (thumbnail, web image, full text)",
+    description="Names are those in the result's `derivatives`; served like downloadJobFile.",
+    responses=DOWNLOAD_REPLIES,
+    errors={404: ["job_not_found", "derivative_not_found"], 409: ["not_ready"]},
+)
 def derivative(job_id: str, name: str) -> ResponseReturnValue:
     return _serve(*_stored_object(job_id, name))
 
 
-@bp.get("/<job_id>/deliveries")
-def deliveries(job_id: str) -> ResponseReturnValue:
+@bp.get("/<job_id:job_id>/deliveries")
+@operation(
+    "listDeliveries",
+    tags=["webhooks"],
+    summary="Every webhook delivery attempt of a job",
+    description="Each attempt with its answer (status code or error), duration and an excerpt of the body.",
+    responses={200: Reply(DeliveryList, "the attempts, oldest first")},
+    errors=JOB_ERRORS,
+)
+def deliveries(job_id: str) -> DeliveryList:
     with read_scope() as session:
         jobs.get_job(session, tenant_id(), job_id)
         rows = delivery.attempts_of_job(session, job_id)
-        return {
-            "deliveries": [
-                {"webhook_id": event.id, "type": event.type, **attempt.to_public()} for event, attempt in rows
+        return DeliveryList(
+            deliveries=[
+                DeliveryAttempt(
+                    webhook_id=event.id,
+                    type=event.type,  # type: ignore[arg-type]
+                    attempted_at=attempt.attempted_at,
+                    url=attempt.url,
+                    status_code=attempt.status_code,
+                    error=attempt.error,
+                    duration_ms=attempt.duration_ms,
+                    response_excerpt=attempt.response_excerpt,
+                )
+                for event, attempt in rows
             ]
-        }
+        )
 
 
-@bp.post("/<job_id>/deliveries")
-def replay(job_id: str) -> ResponseReturnValue:
+@bp.post("/<job_id:job_id>/deliveries")
+@operation(
+    "redeliverWebhook",
+    tags=["webhooks"],
+    summary="Send the job's last webhook event again now",
+    description="Same webhook-id, fresh timestamp and signature. The delivery runs on a worker, not in "
+    "this request. 409 `no_event` before the job has ended (or when it has no webhook_url).",
+    responses={202: Reply(DeliveryQueued, "queued")},
+    errors={404: ["job_not_found"], 409: ["no_event"], 503: ["broker_unavailable"]},
+)
+def replay(job_id: str) -> tuple[DeliveryQueued, int]:
     """Queue the job's last event to be sent again now (same webhook-id, fresh timestamp and signature).
 
     The delivery runs on a webhook worker, not in this request: a slow consumer must not hold an
@@ -221,5 +339,9 @@ def replay(job_id: str) -> ResponseReturnValue:
         event.status, event.next_attempt_at = delivery.PENDING, None
         event_id, event_type = event.id, event.type
     if not queued:
-        deliver_webhook.send(event_id)
-    return {"webhook_id": event_id, "type": event_type, "status": delivery.PENDING}, 202
+        try:
+            deliver_webhook.send(event_id)
+        except (BrokerError, OSError, RuntimeError) as e:  # as publish_job: the client may retry
+            raise BrokerUnavailable(f"the message broker is unavailable: {e}") from None
+    return DeliveryQueued(webhook_id=event_id, type=event_type, status="pending"), 202  # type: ignore[arg-type]
+

@@ -1,29 +1,37 @@
 """The OpenAPI 3.1 document, written from the operations declared on the views (``web.contract``).
 
 Nothing here describes an endpoint by hand: paths, parameters, bodies and responses all come from
-the declarations and their pydantic models, so the document is the code's own description.
+the declarations and their pydantic models, so the document is the code's own description. The
+limits that are settings (largest upload, chunk size bounds) are written as the running server
+has them, so a generated client or a fuzzer knows exactly what this server accepts.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from models.settings import current_settings
+from web import converters
 from web.contract import Body, Operation, operation_of
+from web.schemas import jobs as job_schemas
+from web.schemas import uploads as upload_schemas
 from web.schemas.common import ErrorBody
+from web.schemas.webhooks import WEBHOOK_EVENTS, WEBHOOK_HEADERS, WebhookEvent
 
 REF_TEMPLATE = "#/components/schemas/{model}"
-#: Flask converters → JSON Schema of the path parameter.
+#: Flask's own converters → JSON Schema of the path parameter (chute's are in ``web.converters``).
 CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
     "int": {"type": "integer", "minimum": 0},
     "default": {"type": "string"},
     "string": {"type": "string"},
     "path": {"type": "string"},
+    **converters.SCHEMAS,
 }
 _RULE_ARG = re.compile(r"<(?:(?P<converter>[a-zA-Z_]+)(?:\([^)]*\))?:)?(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)>")
 STATUS_TEXT = {
@@ -31,17 +39,67 @@ STATUS_TEXT = {
     409: "Conflict", 410: "Gone", 413: "Too large", 415: "Unsupported media type", 422: "Invalid",
     429: "Too many requests", 503: "A dependency is unavailable; retry after Retry-After", 507: "Insufficient storage",
 }  # fmt: skip
+#: Headers some error statuses carry.
+ERROR_HEADERS: dict[int, dict[str, str]] = {
+    401: {"WWW-Authenticate": 'Bearer realm="chute"'},
+    503: {"Retry-After": "seconds to wait before trying again"},
+}
+#: Where gunicorn answers by itself, before chute sees the request (its bodies are not JSON).
+GUNICORN_ERRORS: dict[str, str] = {
+    "400": "a malformed request line or header (HTTP syntax)",
+    "414": "a request line over 4094 bytes (limit_request_line)",
+    "431": "more than 100 header fields, or one over 8190 bytes (limit_request_fields, limit_request_field_size)",
+    "501": "a Transfer-Encoding other than chunked",
+}
+DESCRIPTION = """File intake: resumable uploads through a verified pipeline to object storage.
+
+Every request under `/v1` carries `Authorization: Bearer <api key>`. Every 4xx and 5xx that chute
+answers is `{"error": {"code", "message", "details"}}`, with `code` stable and snake_case (each
+response below lists the codes it can carry), including Flask's own 404, 405 (with `Allow`) and 413.
+An id of the wrong shape matches no route: 404 `not_found`.
+
+Where gunicorn answers by itself, before chute runs, the body is gunicorn's short HTML page, not
+the JSON error shape: 400 for malformed HTTP, 414 for a request line over 4094 bytes, 431 for more
+than 100 header fields or one over 8190 bytes, 501 for an unsupported Transfer-Encoding (see
+`x-gunicorn-errors`). A buffering proxy in front (deploy/nginx.conf) may answer 413/502/504 itself.
+
+A job's ending is POSTed to its `webhook_url` as a Standard Webhooks event: see `webhooks`.
+"""
+#: Functions that write settings-bound limits (largest upload, chunk sizes, files per request) into the document.
+LIMITS = (upload_schemas.document_limits, job_schemas.document_limits)
+#: Tags in the order /docs lists them, with what each groups.
+TAGS = [
+    {"name": "uploads", "description": "Chunked, resumable uploads: open, send chunks in any order, complete."},
+    {"name": "jobs", "description": "One-shot and batch uploads, job status, results and downloads."},
+    {"name": "webhooks", "description": "Delivery attempts of a job's webhook events, and re-sending them."},
+    {"name": "tenant", "description": "The calling tenant's own settings."},
+    {"name": "ops", "description": "For operators: the ops page and its API (the admin token)."},
+    {"name": "service", "description": "Liveness, readiness, metrics and this description."},
+]
 
 
-def documented_routes(app: Flask) -> Iterable[tuple[str, str, str, Operation | None]]:
-    """Every (OpenAPI path, method, endpoint, operation or None) the app serves."""
+class Route(NamedTuple):
+    """One method of one URL rule, as the document lists it."""
+
+    path: str  #: the OpenAPI path: ``/v1/jobs/{job_id}``
+    rule: str  #: Flask's rule, with converters: ``/v1/jobs/<job_id:job_id>``
+    method: str
+    endpoint: str
+    operation: Operation | None
+
+
+def documented_routes(app: Flask) -> Iterable[Route]:
+    """Every route and method the app serves (but Flask's static files, OPTIONS, and HEAD beside GET)."""
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
         path = _RULE_ARG.sub(lambda m: "{" + m.group("name") + "}", rule.rule)
         view = app.view_functions[rule.endpoint]
-        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            yield path, method.lower(), rule.endpoint, operation_of(view)
+        methods = (rule.methods or set()) - {"OPTIONS"}  # preflights and tus discovery: protocol, not API
+        if "GET" in methods:
+            methods.discard("HEAD")  # Flask answers HEAD for every GET
+        for method in sorted(methods):
+            yield Route(path, rule.rule, method.lower(), rule.endpoint, operation_of(view))
 
 
 def _path_parameters(path_rule: str, op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
@@ -50,7 +108,7 @@ def _path_parameters(path_rule: str, op: Operation, schemas: dict[str, Any]) -> 
     for match in _RULE_ARG.finditer(path_rule):
         name = match.group("name")
         schema = declared.get(name) or CONVERTER_SCHEMAS.get(match.group("converter") or "default", {"type": "string"})
-        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+        params.append({"name": name, "in": "path", "required": True, "schema": dict(schema)})
     return params
 
 
@@ -66,11 +124,22 @@ def _model_parameters(model: type[BaseModel], where: str, schemas: dict[str, Any
     required = set(schema.get("required", []))
     params = []
     for name, prop in schema.get("properties", {}).items():
+        prop = _not_null(prop)
         param: dict[str, Any] = {"name": name, "in": where, "required": name in required, "schema": prop}
         if "description" in prop:
             param["description"] = prop["description"]
         params.append(param)
     return params
+
+
+def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without the ``null`` of an optional field: a query or header parameter is
+    absent or a string, never JSON null."""
+    branches = [b for b in prop.get("anyOf", []) if b.get("type") != "null"]
+    if len(branches) != 1 or len(branches) == len(prop.get("anyOf", [])):
+        return prop
+    merged = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+    return {**branches[0], **merged}
 
 
 #: (model, mode) → the JSON Schema reference pydantic gave it in components/schemas.
@@ -84,7 +153,8 @@ def _operation_document(path_rule: str, op: Operation, schemas: dict[str, Any], 
         "summary": op.summary,
         "description": op.description or op.summary,
     }
-    params = _path_parameters(path_rule, op, schemas)
+    path_params = _path_parameters(path_rule, op, schemas)
+    params = list(path_params)
     if op.query is not None:
         params += _model_parameters(op.query, "query", schemas)
     if op.headers is not None:
@@ -97,6 +167,8 @@ def _operation_document(path_rule: str, op: Operation, schemas: dict[str, Any], 
             "description": op.body.description,
             "content": {op.body.media_type: {"schema": dict(op.body.schema)}},
         }
+        if op.body.encoding:
+            doc["requestBody"]["content"][op.body.media_type]["encoding"] = dict(op.body.encoding)
     elif op.body is not None:
         schema = refs[(op.body, "validation")]
         doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
@@ -108,17 +180,29 @@ def _operation_document(path_rule: str, op: Operation, schemas: dict[str, Any], 
         elif reply.schema is not None:
             entry["content"] = {reply.media_type: {"schema": dict(reply.schema)}}
         if reply.headers:
-            entry["headers"] = {name: {"description": text, "schema": {"type": "string"}}
-                                for name, text in reply.headers.items()}  # fmt: skip
+            entry["headers"] = _headers(reply.headers, required=True)
+        if reply.links:
+            entry["links"] = {name: dict(link) for name, link in reply.links.items()}
         responses[str(status)] = entry
-    for status, codes in op.all_errors().items():
-        responses[str(status)] = {
+    errors = op.all_errors()
+    if path_params:  # an id of the wrong shape matches no route
+        errors[404] = tuple(sorted({*errors.get(404, ()), "not_found"}))
+    for status, codes in sorted(errors.items()):
+        entry = {
             "description": f"{STATUS_TEXT.get(status, 'Error')}; error.code is one of: {', '.join(codes)}",
             "content": {"application/json": {"schema": _error_schema(codes)}},
         }
+        if status in ERROR_HEADERS:
+            entry["headers"] = _headers(ERROR_HEADERS[status], required=status == 401)
+        responses[str(status)] = entry
     doc["responses"] = responses
     doc["security"] = [{op.auth: []}] if op.auth else []
     return doc
+
+
+def _headers(headers: Any, *, required: bool) -> dict[str, Any]:
+    return {name: {"description": text, "required": required, "schema": {"type": "string"}}
+            for name, text in headers.items()}  # fmt: skip
 
 
 def _error_schema(codes: tuple[str, ...]) -> dict[str, Any]:
@@ -134,8 +218,42 @@ def _error_schema(codes: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+def _webhooks() -> dict[str, Any]:
+    """The events chute POSTs to a job's webhook_url (OpenAPI 3.1 ``webhooks``)."""
+    out: dict[str, Any] = {}
+    for event, summary in WEBHOOK_EVENTS.items():
+        out[event] = {
+            "post": {
+                "operationId": "on" + "".join(part.title() for part in re.split(r"[._]", event)),
+                "tags": ["webhooks"],
+                "summary": summary,
+                "description": "Standard Webhooks: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}."
+                "{body}` with your whsec_ secret (any Standard Webhooks library does), and deduplicate on "
+                "`webhook-id`, which is the same on every retry. `data` is the job as getJob shows it.",
+                "parameters": [
+                    {"name": name, "in": "header", "required": True, "description": text, "schema": {"type": "string"}}
+                    for name, text in WEBHOOK_HEADERS.items()
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {
+                        "allOf": [{"$ref": REF_TEMPLATE.format(model="WebhookEvent")},
+                                  {"type": "object", "properties": {"type": {"const": event}}}]}}},
+                },  # fmt: skip
+                "responses": {
+                    "2XX": {"description": "received: delivery ends"},
+                    "410": {"description": "gone: chute stops delivering to this URL"},
+                    "default": {"description": "anything else, or no answer within the timeout: retried on "
+                                "the schedule (honouring Retry-After) for about a day"},
+                },  # fmt: skip
+            }
+        }
+    return out
+
+
 def _models_of(ops: Iterable[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
     found: dict[tuple[type[BaseModel], str], None] = {(ErrorBody, "serialization"): None}
+    found[(WebhookEvent, "serialization")] = None
     for op in ops:
         if isinstance(op.body, type):
             found[(op.body, "validation")] = None
@@ -145,38 +263,41 @@ def _models_of(ops: Iterable[Operation]) -> list[tuple[type[BaseModel], JsonSche
     return [(model, mode) for model, mode in found]  # type: ignore[misc]
 
 
-def openapi_document(app: Flask) -> dict[str, Any]:
+def build_document(app: Flask) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document of ``app``'s declared operations."""
-    routes = [(path, method, op) for path, method, _, op in documented_routes(app) if op is not None]
-    refs, defs = models_json_schema(_models_of(op for _, _, op in routes), ref_template=REF_TEMPLATE, by_alias=True)
+    routes = [route for route in documented_routes(app) if route.operation is not None]
+    ops = [route.operation for route in routes if route.operation is not None]
+    refs, defs = models_json_schema(_models_of(ops), ref_template=REF_TEMPLATE, by_alias=True)
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
     paths: dict[str, dict[str, Any]] = {}
-    for path, method, op in routes:
-        paths.setdefault(path, {})[method] = _operation_document(path, op, schemas, refs)  # type: ignore[arg-type]
-    return {
+    for route in routes:
+        assert route.operation is not None
+        doc = _operation_document(route.rule, route.operation, schemas, refs)  # type: ignore[arg-type]
+        paths.setdefault(route.path, {})[route.method] = doc
+    document = {
         "openapi": "3.1.0",
-        "info": {
-            "title": "chute",
-            "version": "1",
-            "description": "File intake: resumable uploads through a verified pipeline to object storage.",
-        },
+        "info": {"title": "chute", "version": "1", "description": DESCRIPTION},
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "tags": TAGS + [{"name": t} for t in sorted({t for op in ops for t in op.tags} - {t["name"] for t in TAGS})],
         "paths": dict(sorted(paths.items())),
+        "webhooks": _webhooks(),
         "components": {
             "schemas": dict(sorted(schemas.items())),
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API key: `chute keys create`"},
                 "admin": {"type": "http", "scheme": "bearer", "description": "the admin token (CHUTE_ADMIN_TOKEN)"},
             },
         },
+        "x-gunicorn-errors": GUNICORN_ERRORS,
     }
+    for write_limits in LIMITS:
+        write_limits(document, current_settings())
+    return document
 
 
-#: /docs: the description rendered as a plain list, with no script fetched from elsewhere.
-DOCS_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>chute API</title>
-<style>body{font:15px system-ui;max-width:60em;margin:2em auto}code{background:#eee;padding:0 .3em}</style>
-</head><body><h1>chute API</h1><p>Machine-readable: <a href="/openapi.json">/openapi.json</a>.</p><ul id="ops"></ul>
-<script>fetch('/openapi.json').then(r=>r.json()).then(d=>{const ul=document.getElementById('ops');
-for(const [p,item] of Object.entries(d.paths))for(const [m,op] of Object.entries(item)){if(m==='parameters')continue;
-const li=document.createElement('li');
-li.innerHTML='<code>'+m.toUpperCase()+' '+p+'</code> '+op.summary;ul.appendChild(li);}});
-</script></body></html>"""
+def openapi_document(app: Flask) -> dict[str, Any]:
+    """The document of ``app``, built once (routes and settings do not change while it runs)."""
+    cached = app.extensions.get("chute_openapi")
+    if cached is None:
+        cached = app.extensions["chute_openapi"] = build_document(app)
+    return dict(cached)

@@ -156,7 +156,7 @@ def overview() -> OpsOverview:
     )
 
 
-@bp.post("/v1/ops/jobs/<job_id>/retry")
+@bp.post("/v1/ops/jobs/<job_id:job_id>/retry")
 @operation(
     "retryOpsJob", tags=["ops"], summary="Send a failed job back to the stage it failed in",
     description="Any tenant's job. A job that failed before its file was stored has had its chunks removed: "
@@ -173,11 +173,11 @@ def retry(job_id: str) -> tuple[OpsRetried, int]:
     return OpsRetried(job_id=job_id, status="processing", stage=stage), 202
 
 
-@bp.delete("/v1/ops/jobs/<job_id>")
+@bp.delete("/v1/ops/jobs/<job_id:job_id>")
 @operation(
     "cancelOpsJob", tags=["ops"], summary="Cancel any tenant's job that has not ended",
     responses={202: OpsCancelled},
-    errors={**ADMIN_ERRORS, 404: ["ops_disabled", "job_not_found"], 409: ["job_finished"]},
+    errors={**ADMIN_ERRORS, 404: ["ops_disabled", "job_not_found"], 409: ["job_finished"], 503: ["broker_unavailable"]},
     auth="admin",
 )  # fmt: skip
 def cancel(job_id: str) -> tuple[OpsCancelled, int]:

@@ -24,7 +24,8 @@ from models.db import database
 from models.settings import current_settings
 from web.collectors import StateCollector
 from web.contract import Reply, operation
-from web.openapi import DOCS_HTML, openapi_document
+from web.openapi import openapi_document
+from web.schemas.common import ErrorBody, ErrorDetail
 from web.schemas.service import Check, Health, Ocr, Readiness
 
 bp = Blueprint("service", __name__)
@@ -53,10 +54,13 @@ def _check(name: str, fn: Any) -> Check:
     "getReadiness",
     tags=["service"],
     summary="The database, the broker and the object store answer",
-    responses={200: Reply(Readiness, "ready"), 503: Reply(Readiness, "a dependency does not answer")},
+    description="200 with each dependency's answer time; 503 `not_ready` (the error shape) naming in "
+    "`details.checks` the dependency that does not answer.",
+    responses={200: Reply(Readiness, "ready")},
+    errors={503: ["not_ready"]},
     auth=None,
 )
-def readyz() -> tuple[Readiness, int]:
+def readyz() -> Readiness | tuple[ErrorBody, int, dict[str, str]]:
     """200 when the database, the broker and the store answer; 503 naming what does not."""
     from actors.broker import broker, ping_broker
 
@@ -71,11 +75,15 @@ def readyz() -> tuple[Readiness, int]:
         _check("broker", lambda: ping_broker(broker)),
         _check("storage", lambda: open_store(settings.storage_url).ping()),
     ]
-    ok = all(c.ok for c in checks)
     engine = probe(tuple(settings.ocr_languages))
     ocr = Ocr(available=engine.available, version=engine.version, languages=list(engine.languages),
               problem=engine.problem)  # fmt: skip
-    return Readiness(status="ready" if ok else "unavailable", checks=checks, ocr=ocr), 200 if ok else 503
+    if all(c.ok for c in checks):
+        return Readiness(status="ready", checks=checks, ocr=ocr)
+    failing = ", ".join(c.name for c in checks if not c.ok)
+    details = {"checks": [c.model_dump() for c in checks], "ocr": ocr.model_dump()}
+    error = ErrorBody(error=ErrorDetail(code="not_ready", message=f"not answering: {failing}", details=details))
+    return error, 503, {"Retry-After": "5"}
 
 
 @bp.get("/metrics")
@@ -109,18 +117,6 @@ def metrics() -> ResponseReturnValue:
 )
 def openapi() -> ResponseReturnValue:
     return openapi_document(current_app)
-
-
-@bp.get("/docs")
-@operation(
-    "getDocs",
-    tags=["service"],
-    summary="The API's documentation, rendered",
-    responses={200: Reply(None, "an HTML page", media_type="text/html", schema={"type": "string"})},
-    auth=None,
-)
-def docs() -> ResponseReturnValue:
-    return Response(DOCS_HTML, mimetype="text/html")
 
 
 def start_timer() -> None:

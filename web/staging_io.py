@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
 import hashlib
@@ -17,7 +16,7 @@ from typing import IO, Any
 from werkzeug.exceptions import ClientDisconnected
 
 from actors.metrics import INGESTED_BYTES
-from models.errors import BadRequest, StagingFull
+from models.errors import StagingFull
 
 #: Bytes read from the request per write: large enough for throughput, small for memory.
 COPY_SIZE = 1024 * 1024
@@ -193,30 +192,3 @@ class SocketBody:
 def body_stream(environ: dict[str, Any], fallback: IO[bytes]) -> Any:
     """The fastest reader of this request's body: :class:`SocketBody`, or ``fallback``."""
     return SocketBody.of(environ) or fallback
-
-
-def parse_content_digest(header: str | None) -> str | None:
-    """The sha-256 of an RFC 9530 ``Content-Digest: sha-256=:<base64>:`` header, as hex.
-
-    Other algorithms in the header are ignored, as the RFC allows.
-
-    Raises:
-        BadRequest: a malformed sha-256 entry.
-    """
-    if not header:
-        return None
-    for item in header.split(","):
-        name, _, value = item.strip().partition("=")
-        if name.strip().lower() != "sha-256":
-            continue
-        value = value.strip()
-        try:
-            if not (value.startswith(":") and value.endswith(":")):
-                raise ValueError(value)
-            raw = base64.b64decode(value[1:-1], validate=True)
-        except ValueError:
-            raise BadRequest("Content-Digest sha-256 must be :<base64>:", code="invalid_digest") from None
-        if len(raw) != 32:
-            raise BadRequest("Content-Digest sha-256 must be 32 bytes", code="invalid_digest")
-        return raw.hex()
-    return None

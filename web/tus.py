@@ -108,7 +108,7 @@ def _body() -> Any:
 
 
 @bp.route("", methods=["OPTIONS"], endpoint="options")
-@bp.route("/<upload_id>", methods=["OPTIONS"], endpoint="options_upload")
+@bp.route("/<upload_id:upload_id>", methods=["OPTIONS"], endpoint="options_upload")
 def options(upload_id: str | None = None) -> ResponseReturnValue:
     """The server's capabilities (no credential needed)."""
     return Response(status=204, headers={
@@ -183,25 +183,33 @@ def create(headers: TusCreateHeaders) -> ResponseReturnValue:
     return Response(status=201, headers={"Location": _upload_url(info.id), **_headers(info)})
 
 
-@bp.route("/<upload_id>", methods=["HEAD"], provide_automatic_options=False)
-def head(upload_id: str) -> ResponseReturnValue:
+@bp.route("/<upload_id:upload_id>", methods=["HEAD"], provide_automatic_options=False)
+@operation(
+    "tusHead", tags=["tus"], summary="Where a tus upload stands",
+    description="Upload-Offset is the bytes on disk (resume from there), with Upload-Length or "
+    "Upload-Defer-Length, Upload-Metadata and Upload-Concat. A HEAD answer has no body, errors included.",
+    headers=TusHeaders,
+    responses={200: Reply(None, "the upload's state", headers=UPLOAD_HEADERS)},
+    errors={404: ["upload_not_found"], 410: ["upload_expired"], 412: ["tus_version_unsupported"]},
+)  # fmt: skip
+def head(upload_id: str, headers: TusHeaders) -> ResponseReturnValue:
     """Where the upload stands: the truth about the bytes on disk, never cached."""
     info = _store().get_info(upload_id)
-    headers: dict[str, str] = {**_headers(info), "Cache-Control": "no-store"}
+    answer: dict[str, str] = {**_headers(info), "Cache-Control": "no-store"}
     if info.size is None:
-        headers["Upload-Defer-Length"] = "1"
+        answer["Upload-Defer-Length"] = "1"
     else:
-        headers["Upload-Length"] = str(info.size)
-    headers["Upload-Metadata"] = encode_metadata({"filename": info.filename, "filetype": info.content_type})
+        answer["Upload-Length"] = str(info.size)
+    answer["Upload-Metadata"] = encode_metadata({"filename": info.filename, "filetype": info.content_type})
     if info.concat == tus.PARTIAL:
-        headers["Upload-Concat"] = "partial"
+        answer["Upload-Concat"] = "partial"
     elif info.concat == tus.FINAL:
-        headers["Upload-Concat"] = "final;" + " ".join(_upload_url(part) for part in info.parts)
-        headers["Upload-Offset"] = str(info.size)
-    return Response(status=200, headers=headers)
+        answer["Upload-Concat"] = "final;" + " ".join(_upload_url(part) for part in info.parts)
+        answer["Upload-Offset"] = str(info.size)
+    return Response(status=200, headers=answer)
 
 
-@bp.route("/<upload_id>", methods=["PATCH"], provide_automatic_options=False)
+@bp.route("/<upload_id:upload_id>", methods=["PATCH"], provide_automatic_options=False)
 @operation(
     "tusPatch", tags=["tus"], summary="Append bytes to a tus upload",
     description="The body goes at Upload-Offset (409 elsewhere). With Upload-Checksum, a mismatch is 460 and "
@@ -228,7 +236,7 @@ def patch(upload_id: str, headers: TusPatchHeaders) -> ResponseReturnValue:
     return Response(status=204, headers=_headers(info))
 
 
-@bp.route("/<upload_id>", methods=["DELETE"], provide_automatic_options=False)
+@bp.route("/<upload_id:upload_id>", methods=["DELETE"], provide_automatic_options=False)
 @operation(
     "tusTerminate", tags=["tus"], summary="Terminate a tus upload",
     description="Cancels the upload (and its job, if it has one that has not ended) and removes its bytes.",

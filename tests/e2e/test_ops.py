@@ -25,7 +25,9 @@ def test_ready_when_every_dependency_answers_and_503_naming_the_one_that_does_no
     finally:
         stack.proxy.restore()
     assert response.status_code == 503
-    failing = [c["name"] for c in response.json()["checks"] if not c["ok"]]
+    error = response.json()["error"]
+    assert error["code"] == "not_ready"
+    failing = [c["name"] for c in error["details"]["checks"] if not c["ok"]]
     assert failing == ["storage"]
 
 

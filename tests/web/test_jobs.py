@@ -153,7 +153,7 @@ def test_another_tenants_job_is_404(client, tenant, other_tenant, api) -> None: 
 
 def test_batch_upload_bad_requests(client, tenant) -> None:  # type: ignore[no-untyped-def]
     response = client.post("/v1/jobs", json={}, headers=tenant.headers)
-    assert response.status_code == 400
+    assert response.status_code == 415 and response.get_json()["error"]["code"] == "unsupported_media_type"
     response = client.post("/v1/jobs", data={"other": "x"}, headers=tenant.headers, content_type="multipart/form-data")
     assert response.status_code == 422 and response.get_json()["error"]["code"] == "missing_file"
     response = one_shot(client, tenant, [("a.txt", b"a")], webhook_url="http://169.254.169.254/latest")

@@ -143,7 +143,7 @@ def test_send_time_guard_refuses_what_the_allow_list_no_longer_allows(client, te
 
 
 def test_event_body_is_the_job_and_stays_small(client, tenant, receiver, drain, api) -> None:  # type: ignore[no-untyped-def]
-    metadata = json.dumps({"k": "v" * 4000})
+    metadata = json.dumps({f"k{n}": "v" * 500 for n in range(16)})  # the largest metadata there is
     job_id = send_file(client, tenant, receiver.url(), metadata=metadata)
     drain()
     (request,) = receiver.wait_for(1)

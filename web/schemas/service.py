@@ -35,8 +35,8 @@ class Ocr(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Whether every dependency answered; ``checks`` says which did not; ``ocr`` whether OCR can run."""
+    """Every dependency answered, and how fast; ``ocr`` whether OCR can run."""
 
-    status: Literal["ready", "unavailable"]
+    status: Literal["ready"]
     checks: list[Check]
     ocr: Ocr | None = None

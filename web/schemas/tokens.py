@@ -8,14 +8,14 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from web.schemas.common import ApiModel
-from web.schemas.uploads import MAX_SIZE, Metadata, WebhookUrl
+from web.schemas.uploads import INTEGRAL, MAX_SIZE, Metadata, WebhookUrl
 
 #: A MIME type or a pattern of them (``image/*``).
 TypePattern = Annotated[
     str, StringConstraints(min_length=3, max_length=255, pattern=r"^[a-zA-Z0-9.+*-]+/[a-zA-Z0-9.+*-]+$")
 ]
 #: A positive limit.
-Limit = Annotated[int, Field(ge=1, le=MAX_SIZE)]
+Limit = Annotated[int, Field(ge=1, le=MAX_SIZE), INTEGRAL]
 
 
 class TokenScopeModel(ApiModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Descriptions of the headers tus answers carry.
@@ -19,7 +21,7 @@ class TusHeaders(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    tus_resumable: str = Field(alias="Tus-Resumable", description="must be 1.0.0")
+    tus_resumable: Literal["1.0.0"] = Field(alias="Tus-Resumable", description="the protocol version (412 otherwise)")
 
 
 class TusCreateHeaders(TusHeaders):
