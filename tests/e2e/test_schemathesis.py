@@ -57,6 +57,9 @@ def chute(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, 
             sweep_interval_seconds="0",
             admin_token=ADMIN_TOKEN,  # the ops API is on (schemathesis.toml sends it to the ops operations)
             secret_key="contract-test-secret-key-0123456789abcdef",  # upload tokens can be minted
+            # A fuzzer is one very busy client: the limits are tested elsewhere, the contract here.
+            **{f"rate_limit_{name}": "100000/second" for name in
+               ("tenant", "read", "write", "upload", "replay", "anonymous", "public")},
         )
         web = worker = None
         try:
