@@ -134,6 +134,9 @@ def test_bad_input_is_4xx_on_postgresql_and_gunicorn(chute: tuple[str, str, str,
             "Content-Type: application/json\r\nContent-Length: 524288000\r\n\r\n"
         )
         sock.sendall(head.encode())  # and not one byte of the 500 MB it announces
-        answer = sock.recv(65536).decode(errors="replace")
+        received = b""
+        while chunk := sock.recv(65536):  # chute answers and closes: the body is never read
+            received += chunk
+        answer = received.decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413"), answer[:300]
-    assert '"body_too_large"' in answer
+    assert '"error"' in answer and "too_large" in answer  # chute's front or its JSON limit, never read
