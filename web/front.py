@@ -52,6 +52,8 @@ WRITE_BUFFER = 1024 * 1024
 THROTTLE = THROTTLE_HEADER.lower().encode()
 #: Most throttle verdicts remembered; past that the expired ones are dropped.
 MAX_THROTTLED = 10_000
+#: Longest a request waits for a cut-off body to its target to be stored (``Front._after_partials``).
+PARTIAL_WAIT_SECONDS = 30.0
 #: Headers that describe one hop's connection, never passed on (RFC 9110 §7.6.1), and our own.
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
@@ -138,6 +140,8 @@ class Front:
         self.connections: set[asyncio.Task[Any]] = set()
         #: (credential digest, class of route or "*") → (monotonic time it is refused until, policy).
         self.throttled: dict[tuple[str, str], tuple[float, str]] = {}
+        #: Request targets whose cut-off body is still being passed on → set when it is stored.
+        self.partials: dict[bytes, asyncio.Event] = {}
 
     def _throttle_key(self, request: h11.Request) -> tuple[str, str] | None:
         credential = _header(request.headers, b"authorization")
@@ -212,6 +216,7 @@ class Front:
                 except _Partial as partial:
                     await self._forward_partial(request, partial.body, peer)
                     return
+                await self._after_partials(request)
                 try:
                     upstream = await self._forward(upstream, request, body, peer, conn, writer)
                 finally:
@@ -363,8 +368,26 @@ class Front:
         upstream.close()
         return None
 
+    async def _after_partials(self, request: h11.Request) -> None:
+        """Hold a request to a target whose cut-off body is still being passed on until it is
+        stored: a tus client asks HEAD at once after a cut, and must hear the offset that
+        includes the bytes it sent, or it sends them all again."""
+        pending = self.partials.get(request.target)
+        if pending is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pending.wait(), PARTIAL_WAIT_SECONDS)
+
     async def _forward_partial(self, request: h11.Request, body: IO[bytes], peer: str) -> None:
         """Pass on what arrived of a body whose client is gone; its answer goes nowhere."""
+        done = self.partials[request.target] = asyncio.Event()
+        try:
+            await self._pass_on_partial(request, body, peer)
+        finally:
+            done.set()
+            if self.partials.get(request.target) is done:
+                del self.partials[request.target]
+
+    async def _pass_on_partial(self, request: h11.Request, body: IO[bytes], peer: str) -> None:
         upstream = await self._connect()
         try:
             if upstream is None:

@@ -98,7 +98,8 @@ def test_the_breaker_opens_is_visible_and_closes_after_a_good_probe(client, sett
     first, second, probe = receiver.wait_for(3, timeout=30)
     assert probe.received_at - second.received_at >= 1.5  # nothing went while it was open
     wait_until(lambda: job(client, tenant, job_id)["webhook"]["status"] == "delivered", 30, what="delivery")
-    closed = endpoint()
+    # The delivery is recorded first; the breaker closes in the same run a moment later.
+    closed = wait_until(lambda: (e := endpoint())["state"] == "closed" and e, 30, what="the breaker to close")
     assert closed["state"] == "closed" and closed["consecutive_failures"] == 0 and closed["last_success_at"]
     assert job(client, tenant, job_id)["webhook"] == {"status": "delivered", "attempts": 3}
 
