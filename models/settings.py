@@ -85,6 +85,8 @@ class Settings:
     extract_time_limit_seconds: int = 30
     extract_memory_limit_mb: int = 1024
     extract_isolation: bool = True
+    #: An isolated extraction child is kept warm for this many files, then replaced (1: one per file).
+    extract_files_per_child: int = 50
     keep_exif_gps: bool = False
     #: Tesseract languages (``eng+deu`` is ``eng,deu``); each needs its ``tesseract-ocr-LANG`` package.
     ocr_languages: tuple[str, ...] = ("eng",)

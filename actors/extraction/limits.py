@@ -31,6 +31,8 @@ class ExtractLimits:
         time_limit_seconds: wall-clock limit of the isolated child (also its CPU limit).
         memory_limit_mb: address-space limit (RLIMIT_AS) of the isolated child.
         isolation: parse in a child process; off only for trusted input and benchmarks.
+        files_per_child: files one isolated child extracts before it is replaced (1: a fresh
+            child per file); a child is replaced at once after any file it did not extract.
         keep_exif_gps: report GPS position in the result (never in derivatives).
         max_text_bytes_in_result: budget of page text kept in the result; past it pages carry
             empty text and ``text_truncated`` is set, the ``text`` derivative still has it all.
@@ -55,6 +57,7 @@ class ExtractLimits:
     time_limit_seconds: float = 30
     memory_limit_mb: int = 1024
     isolation: bool = True
+    files_per_child: int = 50
     keep_exif_gps: bool = False
     max_text_bytes_in_result: int = 256 * 1024
     ocr_mode: str = "auto"
@@ -78,6 +81,8 @@ class ExtractLimits:
             raise ValueError(f"thumbnail_sizes must be positive, not {self.thumbnail_sizes}")
         if self.time_limit_seconds <= 0 or self.memory_limit_mb <= 0 or self.max_image_pixels <= 0:
             raise ValueError("time, memory and pixel limits must be positive")
+        if self.files_per_child <= 0:
+            raise ValueError(f"files_per_child must be positive, not {self.files_per_child}")
         if self.ocr_mode not in OCR_MODES:
             raise ValueError(f"ocr_mode must be one of {OCR_MODES}, not {self.ocr_mode!r}")
         object.__setattr__(self, "ocr_languages", tuple(self.ocr_languages))
@@ -102,6 +107,7 @@ class ExtractLimits:
             time_limit_seconds=float(settings.extract_time_limit_seconds),
             memory_limit_mb=settings.extract_memory_limit_mb,
             isolation=settings.extract_isolation,
+            files_per_child=settings.extract_files_per_child,
             keep_exif_gps=settings.keep_exif_gps,
             max_text_bytes_in_result=settings.max_text_bytes_in_result,
             ocr_mode=ocr_mode,

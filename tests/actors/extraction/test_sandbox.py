@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from actors.extraction import ExtractLimits, extract_file, sandbox
-from actors.extraction.sandbox import ChildError, _fork_server, _outcome, _watch, run_isolated
+from actors.extraction import ExtractLimits, child, extract_file
+from actors.extraction.pool import POOL, fork_server
+from actors.extraction.sandbox import ChildError, _outcome, _watch, run_isolated
 from models.errors import FileRejected
 from tests.actors.extraction import corpus
 from tests.actors.extraction.children import announce_then_sleep
@@ -90,6 +93,75 @@ def test_concurrent_extractions_from_worker_threads(tmp_path: Path) -> None:
 
     expected = [("a.pdf", "pdf", 1), ("b.png", "image", 3), ("c.gif", "image", 3), ("d.jpg", "image", 3)]
     assert outcomes == sorted(expected * 2)
+
+
+# --- Warm children ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_pool() -> Iterator[None]:
+    POOL.clear()
+    yield
+    POOL.clear()
+
+
+def pid_of(tmp_path: Path, name: str, data: bytes, limits: ExtractLimits) -> int:
+    out = tmp_path / f"out-{name}"
+    out.mkdir()
+    _, stats = run_isolated(write(tmp_path, name, data), out, limits)
+    return stats.pid
+
+
+@pytest.mark.usefixtures("fresh_pool")
+def test_a_child_extracts_files_per_child_files_then_is_replaced(tmp_path: Path) -> None:
+    limits = ExtractLimits(files_per_child=2)
+    pids = [pid_of(tmp_path, f"{i}.jpg", corpus.photo("JPEG"), limits) for i in range(3)]
+
+    assert pids[0] == pids[1] != pids[2]
+    assert pids[0] != 0
+
+
+@pytest.mark.usefixtures("fresh_pool")
+def test_a_child_is_replaced_after_a_file_it_did_not_extract(tmp_path: Path, out_dir: Path) -> None:
+    first = pid_of(tmp_path, "a.jpg", corpus.photo("JPEG"), ExtractLimits())
+    with pytest.raises(FileRejected):
+        extract_file(write(tmp_path, "broken.png", corpus.photo("PNG")[:200]), out_dir, ExtractLimits())
+
+    assert pid_of(tmp_path, "b.jpg", corpus.photo("JPEG"), ExtractLimits()) != first
+
+
+@pytest.mark.usefixtures("fresh_pool")
+def test_an_idle_child_that_died_is_replaced(tmp_path: Path) -> None:
+    first = pid_of(tmp_path, "a.jpg", corpus.photo("JPEG"), ExtractLimits())
+    os.kill(first, signal.SIGKILL)
+    time.sleep(0.1)  # let it die: the pool checks its exit code when it hands it out
+
+    assert pid_of(tmp_path, "b.jpg", corpus.photo("JPEG"), ExtractLimits()) not in (0, first)
+
+
+@pytest.mark.usefixtures("fresh_pool")
+def test_children_are_confined_with_their_own_limits(tmp_path: Path, big_png: bytes, out_dir: Path) -> None:
+    """A child confined with a larger memory limit is never handed a file whose limit is smaller."""
+    roomy = ExtractLimits(memory_limit_mb=1024, max_image_pixels=BIG_PIXELS)
+    tight = ExtractLimits(memory_limit_mb=192, max_image_pixels=BIG_PIXELS)
+    pid_of(tmp_path, "a.jpg", corpus.photo("JPEG"), roomy)
+    with pytest.raises(FileRejected) as caught:
+        extract_file(write(tmp_path, "big.png", big_png), out_dir, tight)
+    assert caught.value.code == "extraction_limit_exceeded"
+
+
+@pytest.mark.usefixtures("fresh_pool")
+def test_each_file_reports_its_own_peak(tmp_path: Path, big_png: bytes) -> None:
+    limits = ExtractLimits(max_image_pixels=BIG_PIXELS)
+    out = tmp_path / "big"
+    out.mkdir()
+    _, big = run_isolated(write(tmp_path, "big.png", big_png), out, limits)
+    out = tmp_path / "small"
+    out.mkdir()
+    _, small = run_isolated(write(tmp_path, "small.jpg", corpus.photo("JPEG")), out, limits)
+
+    assert small.pid == big.pid
+    assert small.max_rss_kb < big.max_rss_kb - 100_000
 
 
 # --- How a child's end is turned into an outcome -----------------------------------------------
@@ -173,7 +245,7 @@ def test_missing_input_is_the_callers_error(tmp_path: Path, out_dir: Path, isola
 
 
 def watched(announce: bytes, seconds: float, limits: ExtractLimits) -> tuple[str | None, float]:
-    ctx = _fork_server()
+    ctx = fork_server()
     reader, writer = ctx.Pipe(duplex=False)
     process = ctx.Process(target=announce_then_sleep, args=(writer, announce, seconds), daemon=True)
     started = time.monotonic()
@@ -188,7 +260,7 @@ def watched(announce: bytes, seconds: float, limits: ExtractLimits) -> tuple[str
 
 @pytest.fixture
 def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "PHASE_GRACE_SECONDS", 0.2)
+    monkeypatch.setattr(child, "PHASE_GRACE_SECONDS", 0.2)
 
 
 @pytest.mark.usefixtures("short_grace")
