@@ -102,8 +102,9 @@ def run_cleanups(job_id: str | None = None) -> int:
 
 def remove_leftovers() -> int:
     """Remove staged bytes nobody needs any more: chunks of uploads that expired, were cancelled
-    or whose job is stored or over (a redelivery after a crash right after upload can leave
-    them), and extract work directories of jobs not extracting. Returns how many were removed."""
+    or whose job is over, extracted, or stored and not to be extracted (a crash right after
+    upload or extract can leave them), and extract work directories of jobs not extracting.
+    Returns how many were removed."""
     settings = current_settings()
     root = staging.staging_root(settings.staging_dir)
     upload_ids = staging.staged_uploads(root)

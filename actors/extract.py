@@ -1,8 +1,9 @@
 """extract: what users get out of a file: PDF text and metadata, image facts and thumbnails.
 
 The type comes from the file's bytes (found by assemble), never from its name. PDFs and
-images are fetched from the store into scratch space and parsed by ``actors.extraction``,
-which bounds a hostile file in time and memory; derivatives go next to the original.
+images are taken from the staged chunks (or, where those are gone, the store) into scratch
+space and parsed by ``actors.extraction``, which bounds a hostile file in time and memory;
+derivatives go next to the original. The staged chunks go once the job is extracted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.cleanup import release_job
+from actors.extract_source import fetch_source
 from actors.extraction import Extraction, ExtractLimits, extract_file
 from actors.extraction.ocr import probe
 from actors.stage import stage_actor
@@ -39,6 +41,7 @@ def extract(job_id: str) -> None:
         if job is None or job.extracted_at is not None:
             return
         key, kind, mime = job.object_key, job.kind or "other", job.detected_type or "application/octet-stream"
+        upload_id, size, sha256 = job.upload_id, job.size, job.sha256
         assert key is not None
         result: dict[str, Any] = {
             "object": {"bucket": job.object_bucket, "key": key, "size": job.size, "sha256": job.sha256},
@@ -53,11 +56,11 @@ def extract(job_id: str) -> None:
         upload = session.get(uploads.Upload, job.upload_id)
         ocr_mode = upload.ocr if upload is not None else "auto"
 
-    if kind in ("pdf", "image"):
+    if kind in staging.EXTRACTED_KINDS:
         (scratch / "out").mkdir(parents=True)
         try:
             source = scratch / "source"
-            store.download_to(key, source)
+            fetch_source(store, key, settings.staging_dir, upload_id, size, sha256, source)
             tesseract = probe(tuple(settings.ocr_languages)).command
             limits = ExtractLimits.from_settings(settings, ocr_mode=ocr_mode, tesseract=tesseract)
             extraction = extract_file(source, scratch / "out", limits)
@@ -78,6 +81,7 @@ def extract(job_id: str) -> None:
     if ended:  # cancelled while extracting: the derivatives just stored go with the rest
         release_job(job_id)
         return
+    staging.remove_upload(settings.staging_dir, upload_id)
     log.info("job %s extracted (%s)", job_id, kind)
 
 

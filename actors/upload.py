@@ -46,7 +46,7 @@ def derivative_key(job: jobs.Job, filename: str) -> str:
 
 @stage_actor("upload")
 def upload(job_id: str) -> None:
-    """Store the file; record bucket and key; remove the staged chunks."""
+    """Store the file; record bucket and key; remove the staged chunks unless extract reads them."""
     settings = current_settings()
     store = open_store(settings.storage_url)
     with session_scope() as session:
@@ -54,7 +54,8 @@ def upload(job_id: str) -> None:
         if job is None:
             return
         if job.uploaded_at is not None:  # a redelivery after a crash between storing and cleaning up
-            staging.remove_upload(settings.staging_dir, job.upload_id)
+            if job.kind not in staging.EXTRACTED_KINDS:  # else extract reads them, then removes them
+                staging.remove_upload(settings.staging_dir, job.upload_id)
             return
         upload_row = session.get(uploads.Upload, job.upload_id)
         assert upload_row is not None
@@ -89,6 +90,7 @@ def upload(job_id: str) -> None:
         if job is None:
             return
         ended = job.terminal
+        extracted_later = job.kind in staging.EXTRACTED_KINDS
         if not ended:
             job.multipart_id = None
             job.parts = None
@@ -96,7 +98,8 @@ def upload(job_id: str) -> None:
     if ended:  # cancelled while the last bytes went up: the object goes too
         release_job(job_id)
         return
-    staging.remove_upload(settings.staging_dir, upload_row.id)
+    if not extracted_later:  # extract reads the staged chunks of the files it parses, then removes them
+        staging.remove_upload(settings.staging_dir, upload_row.id)
     log.info("job %s stored as %s/%s", job_id, store.bucket, key)
 
 

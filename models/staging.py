@@ -12,6 +12,10 @@ import shutil
 import time
 from pathlib import Path
 
+#: Kinds of file the extract stage parses: their staged chunks are kept until the job is
+#: extracted (extract reads them instead of downloading the original back); others' go once stored.
+EXTRACTED_KINDS: frozenset[str] = frozenset({"pdf", "image"})
+
 
 def upload_dir(staging_dir: str | Path, upload_id: str) -> Path:
     return Path(staging_dir) / "uploads" / upload_id

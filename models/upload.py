@@ -16,6 +16,7 @@ from models.db import Base, utcnow
 from models.errors import Conflict, Gone, Invalid, NotFound, TooLarge
 from models.ids import new_id
 from models.settings import Settings
+from models.staging import EXTRACTED_KINDS
 
 #: Upload states.
 RECEIVING, COMPLETE, EXPIRED, CANCELLED = "receiving", "complete", "expired", "cancelled"
@@ -263,19 +264,20 @@ def create_single_chunk_upload(
 
 def unneeded_uploads(session: Session, upload_ids: list[str]) -> tuple[list[str], list[str]]:
     """Of ``upload_ids`` (found on the staging disk), those whose chunks nobody will read again
-    (expired or cancelled, or complete with a job that is stored or over), and those the
-    database does not know (a POST /v1/jobs writes its chunk just before its row commits, so
-    the caller waits before removing these)."""
+    (expired or cancelled, or complete with a job that is over, extracted, or stored and of a
+    kind extract does not read), and those the database does not know (a POST /v1/jobs writes
+    its chunk just before its row commits, so the caller waits before removing these)."""
     from models.job import TERMINAL, Job  # job.py imports this module
 
     if not upload_ids:
         return [], []
     rows = session.execute(
-        select(Upload.id, Upload.status, Job.status, Job.uploaded_at)
+        select(Upload.id, Upload.status, Job.status, Job.uploaded_at, Job.extracted_at, Job.kind)
         .outerjoin(Job, Job.id == Upload.job_id)
         .where(Upload.id.in_(upload_ids))
     ).all()
     known = {row[0] for row in rows}
-    unneeded = [upload_id for upload_id, status, job_status, uploaded_at in rows
-                if status in (EXPIRED, CANCELLED) or job_status in TERMINAL or uploaded_at is not None]  # fmt: skip
+    unneeded = [upload_id for upload_id, status, job_status, uploaded_at, extracted_at, kind in rows
+                if status in (EXPIRED, CANCELLED) or job_status in TERMINAL or extracted_at is not None
+                or (uploaded_at is not None and kind not in EXTRACTED_KINDS)]  # fmt: skip
     return unneeded, [u for u in upload_ids if u not in known]

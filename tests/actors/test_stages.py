@@ -31,9 +31,10 @@ from tests.conftest import TenantKeys
 DATA = b"0123456789" * 1000
 
 
-def staged_job(settings: Settings, tenant: TenantKeys, data: bytes = DATA, declared: str | None = None) -> str:
+def staged_job(
+    settings: Settings, tenant: TenantKeys, data: bytes = DATA, declared: str | None = None, chunk_size: int = 4096
+) -> str:
     """An upload with its chunks on disk and its job, as complete leaves them."""
-    chunk_size = 4096
     with session_scope() as session:
         upload_row = uploads.create_upload(session, tenant.tenant_id, settings, filename="d.txt", size=len(data),
                                            chunk_size=chunk_size, sha256=declared)  # fmt: skip
