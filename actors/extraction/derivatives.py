@@ -6,7 +6,9 @@ comments (GPS position, serial numbers, owner names); only the ICC profile is ke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
@@ -86,17 +88,35 @@ def write_scaled(base: Image.Image, targets: list[Target], out_dir: Path, limits
 
     Each target is scaled from the previous, larger one, so a 64-megapixel original is
     resampled once, not once per thumbnail (Pillow's thumbnail: a box reduction, then bicubic).
-    Images are never enlarged.
+    Images are never enlarged, so a target no smaller than the image has the same pixels as the
+    larger one before it: it shares that one's encoding (a link, at its quality, the higher)
+    instead of encoding the same pixels again.
     """
     icc_profile = base.info.get("icc_profile")
     written: dict[str, Derivative] = {}
     current = base
+    encoded: Derivative | None = None  # the file already holding ``current``'s pixels
     for target in sorted(targets, key=lambda t: t.long_side, reverse=True):
         if max(current.size) > target.long_side:
             current = current.copy()
             current.thumbnail((target.long_side, target.long_side))
-        written[target.name] = save(current, out_dir, target.name, limits, target.quality, icc_profile)
+            encoded = None
+        if encoded is None:
+            encoded = save(current, out_dir, target.name, limits, target.quality, icc_profile)
+            written[target.name] = encoded
+        else:
+            written[target.name] = same_pixels(encoded, out_dir, target.name, limits)
     return [written[t.name] for t in targets]
+
+
+def same_pixels(encoded: Derivative, out_dir: Path, name: str, limits: ExtractLimits) -> Derivative:
+    """Derivative ``name`` as a hard link to ``encoded`` (a copy where links are refused)."""
+    path = out_dir / f"{name}.{limits.extension}"
+    try:
+        os.link(encoded.path, path)
+    except OSError:
+        shutil.copyfile(encoded.path, path)
+    return replace(encoded, name=name, filename=path.name, path=path)
 
 
 def save(

@@ -80,7 +80,8 @@ def extract_image(path: Path, out_dir: Path, limits: ExtractLimits, mime: str) -
             base = upright(base, orientation(exif))
             base = for_output(base, limits.derivative_format)
             derivatives = write_scaled(base, image_targets(limits), out_dir, limits)
-    ocr = ocr_image(lambda: _pixels_for_ocr(path, orientation(exif), limits), limits)
+            # While ``base`` is open: most photos are found not to need OCR from it.
+            ocr = ocr_image(lambda: _pixels_for_ocr(path, orientation(exif), limits), limits, preview=lambda: base)
     derivatives += finish_image(out_dir, info, ocr, limits)
     return Extraction(
         kind="image", mime=mime, image=info, derivatives=derivatives, ocr=ocr.status, ocr_error=ocr.error()

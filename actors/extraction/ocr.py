@@ -172,11 +172,20 @@ def ocr_pdf(path: Path, limits: ExtractLimits, page_count: int, textless: Iterab
         return outcome
 
 
-def ocr_image(load: Callable[[], Image.Image], limits: ExtractLimits) -> OcrOutcome:
-    """Read an uploaded image (``load()`` gives its pixels for OCR) as page 1, if it needs it."""
+def ocr_image(
+    load: Callable[[], Image.Image], limits: ExtractLimits, preview: Callable[[], Image.Image] | None = None
+) -> OcrOutcome:
+    """Read an uploaded image (``load()`` gives its pixels for OCR) as page 1, if it needs it.
+
+    ``preview()`` gives the image as already decoded for the thumbnails (reduced, upright): in
+    ``auto`` mode, a preview that does not look like a document spares decoding it again at
+    OCR's resolution, which cost as much as the decode for the thumbnails did (most photos).
+    """
     status = _initial_status(limits, True)
     if status is not None:
         return status
+    if limits.ocr_mode == "auto" and preview is not None and not looks_like_document(preview().convert("L")):
+        return OcrOutcome(NOT_NEEDED)
     return _read_pages([1], limits, lambda _: load())
 
 

@@ -100,6 +100,18 @@ def test_transparency_becomes_white_in_jpeg(extract: Extract) -> None:
     assert isinstance(pixel, tuple) and min(pixel) > 250
 
 
+def test_a_derivative_no_smaller_than_the_image_shares_its_encoding(extract: Extract) -> None:
+    """A 64x48 image has the same pixels in every derivative: encoded once, not three times."""
+    small = extract(corpus.animated_gif(frames=2))
+    files = {d.name: d.path.read_bytes() for d in small.derivatives}
+    assert files["thumb_256"] == files["thumb_1024"] == files["web"]
+
+
+def test_derivatives_of_different_sizes_are_encoded_each(extract: Extract) -> None:
+    large = extract(corpus.encode(corpus.landscape(3000, 1500), "JPEG", quality=90))
+    assert len({d.path.read_bytes() for d in large.derivatives}) == 3
+
+
 def test_animated_gif_counts_frames_and_thumbnails_the_first(extract: Extract) -> None:
     result = extract(corpus.animated_gif(frames=5))
 

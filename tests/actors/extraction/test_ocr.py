@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from actors.extraction import ExtractLimits, extract_file
+from actors.extraction import ExtractLimits, extract_file, image
 from actors.extraction.ocr import looks_like_document, probe
 from actors.extraction.sandbox import run_isolated
 from models.errors import FileRejected
@@ -105,6 +105,22 @@ def test_auto_leaves_photos_and_blank_scans_alone(extract: Extract) -> None:
     assert blank.ocr == "not_needed" and blank.document is not None
     assert blank.document["pages"][0]["text_source"] == "layer"
     assert blank.derivative("text") is None
+
+
+def test_auto_judges_a_photo_from_the_pixels_already_decoded(
+    tmp_path: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A photo is found not to need OCR from the thumbnails' pixels: it is not decoded again."""
+
+    def decode_again(*args: object) -> Image.Image:
+        raise AssertionError("decoded again for OCR")
+
+    monkeypatch.setattr(image, "_pixels_for_ocr", decode_again)
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(corpus.photo("JPEG"))
+    limits = ExtractLimits(isolation=False, tesseract=probe().command)
+
+    assert extract_file(path, out_dir, limits).ocr == "not_needed"
 
 
 def test_missing_tesseract_says_unavailable(extract: Extract) -> None:
