@@ -13,6 +13,7 @@ from dramatiq.middleware.prometheus import Prometheus
 
 import actors.pipeline  # noqa: F401  (declares every stage actor)
 from actors.broker import broker
+from actors.warmup import ExtractionWarmup
 from models.settings import current_settings
 
 
@@ -26,3 +27,4 @@ class SamplesOnly(Prometheus):
 
 
 broker.add_middleware(Prometheus() if current_settings().worker_metrics_exporter else SamplesOnly())
+broker.add_middleware(ExtractionWarmup())

@@ -126,6 +126,16 @@ class ChildPool:
         with self._lock:
             self._idle.append(child)
 
+    def warm(self, limits: ExtractLimits) -> None:
+        """Start a child for ``limits`` and keep it idle (and with it the fork server).
+
+        Raises:
+            TransientError: ``extraction_unavailable`` when no child could be started.
+        """
+        child = self._start(limits, _key(limits))
+        with self._lock:
+            self._idle.append(child)
+
     def clear(self) -> None:
         """End every idle child (tests, and a forked process, which must not use its parent's)."""
         with self._lock:

@@ -122,6 +122,14 @@ def test_a_child_extracts_files_per_child_files_then_is_replaced(tmp_path: Path)
 
 
 @pytest.mark.usefixtures("fresh_pool")
+def test_a_child_started_ahead_of_time_takes_the_first_file(tmp_path: Path) -> None:
+    POOL.warm(ExtractLimits())
+    (warmed,) = [child.process.pid for child in POOL._idle]
+
+    assert pid_of(tmp_path, "a.jpg", corpus.photo("JPEG"), ExtractLimits()) == warmed
+
+
+@pytest.mark.usefixtures("fresh_pool")
 def test_a_child_is_replaced_after_a_file_it_did_not_extract(tmp_path: Path, out_dir: Path) -> None:
     first = pid_of(tmp_path, "a.jpg", corpus.photo("JPEG"), ExtractLimits())
     with pytest.raises(FileRejected):
