@@ -194,6 +194,13 @@ def test_probe_finds_tesseract_and_names_what_is_missing() -> None:
     assert not absent.available and absent.problem is not None and "not installed" in absent.problem
 
 
+def grey_photo() -> Image.Image:
+    """Mid-grey tones everywhere, like a black-and-white photograph (the pipeline bench's photo)."""
+    size = (1024, 768)
+    gradient = Image.radial_gradient("L").resize(size).convert("RGB")
+    return Image.blend(gradient, Image.effect_noise(size, 20).convert("RGB"), 0.2)
+
+
 def jpeg(im: Image.Image) -> Image.Image:
     buf = io.BytesIO()
     im.save(buf, "JPEG")
@@ -209,6 +216,7 @@ def jpeg(im: Image.Image) -> Image.Image:
         ("black and white halves", corpus.landscape(), False),
         ("colour gradient", Image.merge("RGB", [Image.linear_gradient("L")] * 2 + [Image.new("L", (256, 256))]), False),
         ("dark scene", jpeg(Image.effect_mandelbrot((640, 480), (-2, -1.5, 1, 1.5), 100)), False),
+        ("grey gradient under noise", jpeg(grey_photo()), False),
     ],
 )
 def test_looks_like_document(name: str, image: Image.Image, document: bool) -> None:
