@@ -158,10 +158,10 @@ def cmd_web(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     if not settings.web_front:
         os.execv(sys.executable, argv)
-    return _run_behind_front(settings, argv, args.bind)
+    return _run_behind_front(settings, argv, args.bind, threads)
 
 
-def _run_behind_front(settings: Settings, argv: list[str], bind: str) -> int:
+def _run_behind_front(settings: Settings, argv: list[str], bind: str, threads: int) -> int:
     """gunicorn on a private Unix socket, and the front (``web.front``) on ``bind`` in this process."""
     import asyncio
     import shutil
@@ -177,8 +177,11 @@ def _run_behind_front(settings: Settings, argv: list[str], bind: str) -> int:
     argv[argv.index("--bind") + 1] = f"unix:{sock}"
     gunicorn = subprocess.Popen(argv, env={**os.environ, "CHUTE_BEHIND_FRONT": "1"})
     host, _, port = bind.rpartition(":")
+    # Half the API's threads may take upload bodies as they arrive (web.front): the other half
+    # only ever serves complete requests, however slow the uploading clients are.
+    api_threads = int(argv[argv.index("--workers") + 1]) * (threads - settings.sse_max_streams)
     config = FrontConfig(sock, settings.web_header_timeout_seconds, settings.web_body_stall_seconds,
-                         settings.max_request_size)  # fmt: skip
+                         settings.max_request_size, max_streams=max(1, api_threads // 2))  # fmt: skip
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -11,6 +11,18 @@ answered 408 and dropped; a thousand idle or trickling connections cost a few ki
 and no thread. Responses are passed on as they come, unbuffered, so long-lived streams
 (Server-Sent Events) keep working.
 
+Upload bodies (a chunk PUT, a tus PATCH or creation, a multipart ``POST /v1/jobs``) are the
+exception once they have proved large: spooling them cost a second disk write and a second
+pass over every byte. When such a body's first ``MEMORY_BUFFER`` bytes have arrived and more
+are declared (``Content-Length``), the front passes it on as it arrives instead, with
+backpressure both ways (it reads from the client only as fast as gunicorn takes the bytes,
+so memory stays flat whatever the file's size). Such a request holds a gunicorn thread at
+the client's pace, so at most ``max_streams`` bodies stream at once (half the API's threads,
+as ``chute web`` configures it); past that they are spooled as before, and the rest of the
+threads only ever see complete requests. A trickling client never streams: it would have to
+send a whole ``MEMORY_BUFFER`` first, and even then it can only take one of those slots. The
+stall limit holds while streaming (408, and the app sees the body cut off).
+
 This is what a buffering proxy such as nginx does in deploy/; the front makes ``chute web`` safe
 on its own. The client's address reaches the app in ``X-Chute-Peer`` (set by the front, never
 taken from the client), which :class:`PeerAddress` turns back into ``REMOTE_ADDR``.
@@ -52,6 +64,12 @@ WRITE_BUFFER = 1024 * 1024
 THROTTLE = THROTTLE_HEADER.lower().encode()
 #: Most throttle verdicts remembered; past that the expired ones are dropped.
 MAX_THROTTLED = 10_000
+#: Bytes of an upload body read (in memory) before it is passed on as it arrives: a body that
+#: ends sooner is an ordinary complete request, and a client must send this much to stream.
+STREAM_AFTER = MEMORY_BUFFER - READ_SIZE
+#: Upload routes whose large bodies stream (``_streams``): method and path prefix, or exact path for POST.
+STREAMED_PUT_PATCH = (b"/v1/uploads/", b"/v1/tus/")
+STREAMED_POST = frozenset({b"/v1/jobs", b"/v1/tus"})
 #: Longest a request waits for a cut-off body to its target to be stored (``Front._after_partials``).
 PARTIAL_WAIT_SECONDS = 30.0
 #: Headers that describe one hop's connection, never passed on (RFC 9110 §7.6.1), and our own.
@@ -80,10 +98,18 @@ class PeerAddress:
 
 @dataclass(frozen=True)
 class FrontConfig:
+    """Where gunicorn listens and the limits the front holds clients to.
+
+    Attributes:
+        max_streams: Upload bodies passed on as they arrive at once (each holds a gunicorn
+            thread at the client's pace); 0 spools every body.
+    """
+
     upstream_socket: str
     header_timeout: float
     body_stall: float
     max_body: int
+    max_streams: int = 0
 
 
 class _Refuse(Exception):
@@ -100,6 +126,21 @@ class _Partial(Exception):
     def __init__(self, body: IO[bytes]):
         super().__init__("partial body")
         self.body = body
+
+
+class _ClientGone(Exception):
+    """The client went away (or broke the protocol) while its body was being passed on."""
+
+
+def _streams(request: h11.Request) -> bool:
+    """An upload route whose body has a declared length: worth passing on as it arrives."""
+    length = _header(request.headers, b"content-length")
+    if length is None or not length.isdigit() or int(length) <= MEMORY_BUFFER:
+        return False
+    path = request.target.split(b"?", 1)[0]
+    if request.method in (b"PUT", b"PATCH"):
+        return path.startswith(STREAMED_PUT_PATCH)
+    return request.method == b"POST" and path in STREAMED_POST
 
 
 def _keeps_partial(request: h11.Request) -> bool:
@@ -142,6 +183,8 @@ class Front:
         self.throttled: dict[tuple[str, str], tuple[float, str]] = {}
         #: Request targets whose cut-off body is still being passed on → set when it is stored.
         self.partials: dict[bytes, asyncio.Event] = {}
+        #: Bodies being passed on as they arrive (at most ``config.max_streams``).
+        self.streaming = 0
 
     def _throttle_key(self, request: h11.Request) -> tuple[str, str] | None:
         credential = _header(request.headers, b"authorization")
@@ -211,12 +254,23 @@ class Front:
                         return
                     conn.start_next_cycle()
                     continue
+                streams = _streams(request) and self.streaming < self.config.max_streams
                 try:
-                    body = await self._read_body(conn, reader, writer, request)
+                    body = await self._read_body(conn, reader, writer, request, STREAM_AFTER if streams else None)
                 except _Partial as partial:
                     await self._forward_partial(request, partial.body, peer)
                     return
                 await self._after_partials(request)
+                if streams and conn.their_state is h11.SEND_BODY and self.streaming < self.config.max_streams:
+                    if upstream is not None:
+                        upstream.close()
+                    upstream = await self._stream(request, body, peer, conn, reader, writer)
+                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                        return
+                    conn.start_next_cycle()
+                    continue
+                if conn.their_state is h11.SEND_BODY:  # no stream slot left after all: spool the rest
+                    body = await self._read_body(conn, reader, writer, request, None, body)
                 try:
                     upstream = await self._forward(upstream, request, body, peer, conn, writer)
                 finally:
@@ -273,18 +327,31 @@ class Front:
         return event
 
     async def _read_body(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: h11.Request
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        upto: int | None = None,
+        started: IO[bytes] | None = None,
     ) -> IO[bytes]:
-        """The whole body, spooled; a body that sends nothing for ``body_stall`` seconds is refused."""
-        length = _header(request.headers, b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.config.max_body:
-            raise _Refuse(413, "request_entity_too_large", f"the body is over {self.config.max_body} bytes")
-        if conn.they_are_waiting_for_100_continue:
-            await _send(writer, conn, h11.InformationalResponse(status_code=100, headers=[]))
-        body: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=MEMORY_BUFFER)  # noqa: SIM115 (the caller closes it)
-        size = 0
+        """The whole body, spooled; a body that sends nothing for ``body_stall`` seconds is refused.
+
+        Parameters:
+            upto: Stop once at least this many bytes are read (the body may go on: the caller
+                sees ``conn.their_state`` still ``SEND_BODY``).
+            started: What an earlier call read of this body; reading goes on after it.
+        """
+        if started is None:
+            length = _header(request.headers, b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.config.max_body:
+                raise _Refuse(413, "request_entity_too_large", f"the body is over {self.config.max_body} bytes")
+            if conn.they_are_waiting_for_100_continue:
+                await _send(writer, conn, h11.InformationalResponse(status_code=100, headers=[]))
+        body: IO[bytes] = started or tempfile.SpooledTemporaryFile(max_size=MEMORY_BUFFER)  # noqa: SIM115 (the caller closes it)
+        size = body.seek(0, 2)
         try:
-            while True:
+            while upto is None or size < upto:
                 try:
                     event = await self._receive(conn, reader, self.config.body_stall)
                 except (h11.RemoteProtocolError, ConnectionError):  # the client went away mid-body
@@ -305,11 +372,139 @@ class Front:
                     if size and _keeps_partial(request):
                         raise _Partial(body)
                     raise ConnectionError("the client closed the connection mid-body")
+            body.seek(0)
+            return body
         except _Partial:
             raise
         except BaseException:
             body.close()
             raise
+
+    async def _stream(
+        self,
+        request: h11.Request,
+        head: IO[bytes],
+        peer: str,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> _Upstream | None:
+        """Pass on a body whose first bytes are in ``head`` as the rest arrives, and the answer
+        back; returns the upstream connection if it can be used again.
+
+        The body goes up while the answer is read, as in ``_forward``. When the app answers
+        before it has read everything (a 404, a 413), the rest of the body is still read (and
+        dropped) so the client hears the answer instead of a reset. A client that goes away
+        mid-body cuts the body gunicorn reads short: the app then sees a disconnected client,
+        which a tus PATCH answers by keeping what arrived (``_after_partials`` makes the next
+        request to that upload wait for it, as for a spooled cut body).
+        """
+        self.streaming += 1
+        upstream: _Upstream | None = None
+        try:
+            upstream = await self._connect()
+            if upstream is None:
+                raise _Refuse(503, "service_unavailable", "the API is starting or restarting; try again")
+            length = int(_header(request.headers, b"content-length") or 0)
+            await _send(upstream.writer, upstream.conn, _upstream_request(request, length, peer))
+            pump = asyncio.create_task(self._pump(head, conn, reader, upstream))
+            answered = [False]
+            relay = asyncio.create_task(self._relay_response(upstream, conn, writer, answered))
+            try:
+                await asyncio.wait({pump, relay}, return_when=asyncio.FIRST_COMPLETED)
+                if pump.done() and pump.exception() is not None:
+                    relay.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError, h11.ProtocolError):
+                        await relay
+                    await self._after_cut(request, upstream, pump.exception(), answered[0])
+                    upstream = None
+                    return None
+                try:
+                    throttle = await relay
+                except (ConnectionError, OSError, h11.RemoteProtocolError):
+                    if answered[0]:
+                        raise
+                    raise _Refuse(502, "bad_gateway", "the API closed the connection without answering") from None
+                if throttle is not None:
+                    self._remember(request, throttle)
+                await pump  # the rest of a body the app answered early (its stall limit holds)
+            finally:
+                for task in (pump, relay):
+                    task.cancel()
+                await asyncio.gather(pump, relay, return_exceptions=True)
+            if upstream.conn.our_state is h11.DONE and upstream.conn.their_state is h11.DONE:
+                upstream.conn.start_next_cycle()
+                kept, upstream = upstream, None
+                return kept
+            return None
+        except _ClientGone as e:
+            raise ConnectionError(str(e)) from None
+        finally:
+            self.streaming -= 1
+            head.close()
+            if upstream is not None:
+                upstream.close()
+
+    async def _pump(
+        self, head: IO[bytes], conn: h11.Connection, reader: asyncio.StreamReader, upstream: _Upstream
+    ) -> None:
+        """Send ``head``, then the client's body as it arrives, to gunicorn; once gunicorn stops
+        taking it (it answered early and closed), read the rest of the body and drop it.
+
+        Raises:
+            _ClientGone: the client went away or broke the protocol mid-body.
+            TimeoutError: the client sent nothing for ``body_stall`` seconds.
+        """
+        passing = True
+
+        async def up(event: Any) -> None:
+            nonlocal passing
+            if passing:
+                try:
+                    await _send(upstream.writer, upstream.conn, event)
+                except (ConnectionError, OSError, h11.LocalProtocolError):
+                    passing = False
+
+        await up(h11.Data(data=head.read()))
+        while True:
+            try:
+                event = await self._receive(conn, reader, self.config.body_stall)
+            except (h11.RemoteProtocolError, ConnectionError, asyncio.IncompleteReadError) as e:
+                raise _ClientGone(f"the client went away mid-body: {e}") from None
+            if isinstance(event, h11.Data):
+                await up(event)
+            elif isinstance(event, h11.EndOfMessage):
+                await up(h11.EndOfMessage())
+                return
+            else:
+                raise _ClientGone("the client closed the connection mid-body")
+
+    async def _after_cut(self, request: h11.Request, upstream: _Upstream, error: BaseException | None,
+                         answered: bool) -> None:  # fmt: skip
+        """The client's body stopped short while streaming: end gunicorn's side of it.
+
+        A tus PATCH keeps what arrived: gunicorn's side of the body is ended (the app sees the
+        client gone and stores what it read) and its answer, which has nobody to go to, is
+        awaited so the next request to that upload finds the bytes stored. Anything else is
+        simply dropped. A stalled client is answered 408 as when spooling.
+        """
+        if isinstance(error, _ClientGone) and _keeps_partial(request):
+            done = self.partials[request.target] = asyncio.Event()
+            try:
+                with contextlib.suppress(ConnectionError, OSError):
+                    upstream.writer.write_eof()
+                await _discard_answer(upstream)
+            finally:
+                done.set()
+                if self.partials.get(request.target) is done:
+                    del self.partials[request.target]
+                upstream.close()
+            raise _ClientGone("the client went away mid-body")
+        upstream.close()
+        if isinstance(error, TimeoutError) and not answered:
+            raise _Refuse(408, "request_timeout", "the request body stalled")
+        if isinstance(error, BaseException):
+            raise error
 
     async def _forward(
         self,
@@ -322,7 +517,7 @@ class Front:
     ) -> _Upstream | None:
         """Send the request to gunicorn and stream its response to the client; returns the
         upstream connection if it can be used again."""
-        outgoing = _upstream_request(request, body, peer)
+        outgoing = _upstream_request(request, _size(body), peer)
         for attempt in range(2):
             # A kept-alive connection gunicorn closed meanwhile (its keep-alive is short) fails
             # before any answer: the request is sent again once, on a fresh connection.
@@ -392,19 +587,11 @@ class Front:
         try:
             if upstream is None:
                 return
-            await _send(upstream.writer, upstream.conn, _upstream_request(request, body, peer))
+            await _send(upstream.writer, upstream.conn, _upstream_request(request, _size(body), peer))
             while chunk := body.read(READ_SIZE * 4):
                 await _send(upstream.writer, upstream.conn, h11.Data(data=chunk))
             await _send(upstream.writer, upstream.conn, h11.EndOfMessage())
-            while True:
-                event = upstream.conn.next_event()
-                if event is h11.NEED_DATA:
-                    data = await upstream.reader.read(READ_SIZE)
-                    if not data:
-                        return
-                    upstream.conn.receive_data(data)
-                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                    return
+            await _discard_answer(upstream)
         except (ConnectionError, OSError, h11.ProtocolError) as e:
             log.debug("front: passing on a partial body failed: %s", e)
         finally:
@@ -502,10 +689,29 @@ class Front:
             await writer.drain()
 
 
-def _upstream_request(request: h11.Request, body: IO[bytes], peer: str) -> h11.Request:
-    """The request as gunicorn gets it: its own hop headers, the body's real length, the peer."""
+def _size(body: IO[bytes]) -> int:
+    """The length of a spooled body (left at its start)."""
     size = body.seek(0, 2)
     body.seek(0)
+    return size
+
+
+async def _discard_answer(upstream: _Upstream) -> None:
+    """Read gunicorn's answer to its end and drop it (its client is gone)."""
+    with contextlib.suppress(ConnectionError, OSError, h11.ProtocolError):
+        while True:
+            event = upstream.conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await upstream.reader.read(READ_SIZE)
+                if not data:
+                    return
+                upstream.conn.receive_data(data)
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed) or event is h11.PAUSED:
+                return
+
+
+def _upstream_request(request: h11.Request, size: int, peer: str) -> h11.Request:
+    """The request as gunicorn gets it: its own hop headers, the body's real length, the peer."""
     headers = [(name, value) for name, value in request.headers if name.lower() not in HOP_BY_HOP]
     if (
         size
