@@ -22,7 +22,7 @@ from models import upload as uploads
 from models.db import read_scope, session_scope
 from models.errors import BrokerUnavailable, Conflict, Invalid, NotFound, TooLarge, UnsupportedMediaType
 from models.settings import current_settings as settings
-from models.views import JobView, job_view
+from models.views import JobView, job_view, read_job_view
 from web import schemas
 from web.auth import download_url, require_tenant, tenant_id
 from web.contract import Body, Reply, operation, parse_model
@@ -187,8 +187,7 @@ def index(query: JobListQuery) -> JobList:
 )
 def show(job_id: str) -> JobView:
     with read_scope() as session:
-        job = jobs.get_job(session, tenant_id(), job_id, view_only=True)
-        return job_view(job, delivery.webhook_states(session, [job.id]).get(job.id))
+        return read_job_view(session, tenant_id(), job_id)
 
 
 @bp.delete("/<job_id:job_id>")

@@ -14,10 +14,9 @@ from models import job as jobs
 from models import quota, staging
 from models import upload as uploads
 from models.db import read_scope, session_scope
-from models.delivery import webhook_states
 from models.errors import Conflict, Invalid
 from models.settings import current_settings as settings
-from models.views import JobView, job_view
+from models.views import JobView, read_job_view
 from web.auth import require_tenant, tenant_id
 from web.contract import Body, Reply, operation
 from web.schemas.uploads import (
@@ -278,8 +277,7 @@ def status(upload_id: str) -> JobView:
                 code="upload_not_complete",
                 details={"status": upload.status},
             )
-        job = jobs.get_job(session, tenant_id(), upload.job_id, view_only=True)
-        return job_view(job, webhook_states(session, [job.id]).get(job.id))
+        return read_job_view(session, tenant_id(), upload.job_id)
 
 
 @bp.delete("/<upload_id:upload_id>")
