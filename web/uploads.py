@@ -29,7 +29,7 @@ from web.schemas.uploads import (
     UploadView,
 )
 from web.scope import admit_upload
-from web.staging_io import HashingWriter, copy_body, temp_path
+from web.staging_io import HashingWriter, body_stream, copy_body, temp_path
 
 bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")
 bp.before_request(require_tenant)
@@ -174,7 +174,7 @@ def put_chunk(upload_id: str, index: int, headers: ChunkHeaders) -> ChunkStored:
     directory = staging.upload_dir(settings().staging_dir, upload_id)
     writer = HashingWriter(temp_path(directory, f"{index:06d}"))
     try:
-        copy_body(request.stream, writer, expected)
+        copy_body(body_stream(request.environ, request.stream), writer, expected)
         if writer.size != expected:
             raise Invalid(
                 f"chunk {index} must be {expected} bytes, got {writer.size}",
