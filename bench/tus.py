@@ -117,15 +117,12 @@ def empty(directory: Path) -> None:
             child.unlink(missing_ok=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse(list(argv or []))
-    missing = node_missing()
-    if missing:
-        print(f"bench tus: skipped: {missing}", file=sys.stderr)
-        return 0
-    if not services_available():
-        print("tus: RabbitMQ (127.0.0.1:5672) and PostgreSQL (127.0.0.1:5432) are needed", file=sys.stderr)
-        return 2
+def measure(args: argparse.Namespace) -> dict[tuple[str, int], list[float]]:
+    """Seconds of every round: {(server, connections): [...]}; server is "chute" or "peer".
+
+    Parameters:
+        args: ``size_mib``, ``rounds``, ``parallel``, ``web_workers``, ``web_threads`` (see ``parse``).
+    """
     from tests.support.services import free_port, issue_api_key
 
     size = args.size_mib * MiB
@@ -153,13 +150,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             for server in order:
                 endpoint, auth, leftovers = servers[server]
                 for parallel in modes:
-                    log(f"tus: round {round_ + 1}/{args.rounds}, {server}, {args.size_mib} MiB over {parallel} conn")
+                    log(f"tus: round {round_ + 1}/{args.rounds}, {server}, {args.size_mib} MiB over {parallel} conn, "
+                        f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
                     if server == "peer" and parallel > 1:
                         took = upload(endpoint, quarters, auth, 1)
                     else:
                         took = upload(endpoint, [path], auth, parallel)
                     seconds[(server, parallel)].append(took)
                     empty(leftovers)
+    return seconds
+
+
+def add_rows(report: Report, args: argparse.Namespace, seconds: dict[tuple[str, int], list[float]],
+             prefix: str = "") -> None:  # fmt: skip
+    """chute's and @tus/server's median MB/s, over one connection and over ``args.parallel``."""
+    size = args.size_mib * MiB
+    for parallel in (1, args.parallel):
+        ours = size / median(seconds[("chute", parallel)]) / MB
+        theirs = size / median(seconds[("peer", parallel)]) / MB
+        how = "1 connection" if parallel == 1 else f"{parallel} connections (concatenation)"
+        report.add(Row(f"{prefix}{args.size_mib} MiB over {how}", ours, theirs, "MB/s", target=TARGET),
+                   f"chute_mb_per_s_{parallel}conn", f"tus_server_mb_per_s_{parallel}conn")  # fmt: skip
+
+
+#: What the report says about the parallel figure.
+PARALLEL_NOTE = ("@tus/server has no concatenation: over {n} connections it gets the file's {n} parts as separate "
+                 "uploads at once; chute gets partial uploads + a final one")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(list(argv or []))
+    missing = node_missing()
+    if missing:
+        print(f"bench tus: skipped: {missing}", file=sys.stderr)
+        return 0
+    if not services_available():
+        print("tus: RabbitMQ (127.0.0.1:5672) and PostgreSQL (127.0.0.1:5432) are needed", file=sys.stderr)
+        return 2
+    load_start = os.getloadavg()
+    seconds = measure(args)
     report = Report("tus", args.quick)
     report.settings = {
         "size_mib": args.size_mib,
@@ -167,18 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "web": f"{args.web_workers}x{args.web_threads}",
         "client": "tus-js-client (node), the same for both",
         "peer": "@tus/server + @tus/file-store on the same disk",
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg(),
         "seconds_per_round": {f"{server}_{parallel}conn": [round(t, 2) for t in times]
                               for (server, parallel), times in seconds.items()},
-    }
-    for parallel in modes:
-        ours = size / median(seconds[("chute", parallel)]) / MB
-        theirs = size / median(seconds[("peer", parallel)]) / MB
-        how = "1 connection" if parallel == 1 else f"{parallel} connections (concatenation)"
-        report.add(Row(f"{args.size_mib} MiB over {how}", ours, theirs, "MB/s", target=TARGET),
-                   f"chute_mb_per_s_{parallel}conn", f"tus_server_mb_per_s_{parallel}conn")  # fmt: skip
+    }  # fmt: skip
+    add_rows(report, args, seconds)
     report.notes.append("ceiling = @tus/server (npm) measured in the same run; ratio = chute / @tus/server")
-    report.notes.append(f"@tus/server has no concatenation: over {args.parallel} connections it gets the file's "
-                        f"{args.parallel} parts as separate uploads at once; chute gets partial uploads + a final one")
+    report.notes.append(PARALLEL_NOTE.format(n=args.parallel))
     report.emit(args.json_only)
     return 0
 

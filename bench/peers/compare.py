@@ -17,6 +17,9 @@ the median over the rounds, so a burst of load from elsewhere hits both sides:
 - status GET: ``wrk`` (or the Python driver) on the status of a completed job, 16 connections,
   chute's ``GET /v1/jobs/{id}`` against the peer's ``GET /jobs/<id>`` and the bare Flask app
   (:mod:`bench.bare_app`, chute's job JSON from memory).
+- ingest: one ``--ingest-mib`` file over one connection and over four through tus, chute's
+  ``/v1/tus`` against @tus/server (npm), the same tus-js-client for both (:mod:`bench.tus`,
+  alternating rounds too). Without node or tests/js's packages it says so and skips that part.
 
 Targets (issue 13) are printed beside the ratios; nothing here asserts them.
 """
@@ -312,7 +315,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=8, help="threads per worker process (chute's default 8)")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--web-threads", type=int, default=8)
+    parser.add_argument("--ingest-mib", type=int, help="the file sent through tus (default 1024; quick 16)")
     args = parser.parse_args(argv)
+    args.ingest_mib = args.ingest_mib or (16 if args.quick else 1024)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.jobs = args.jobs or (12 if args.quick else 300)
     args.latency_jobs = args.latency_jobs or (6 if args.quick else 60)
@@ -416,7 +421,28 @@ def fill(report: Report, rounds: dict[str, list[dict[str, Any]]], args: argparse
         "medians over alternating rounds; latency is submit → webhook; CPU per job is the mixed batch's "
         "(submission + drain); the status GET is of a completed JPEG job"
     )
-    report.notes.append("ingest against @tus/server is not in this benchmark yet (bench/tus.py)")
+
+
+def ingest(args: argparse.Namespace, report: Report) -> None:
+    """chute's tus ingest against @tus/server (:mod:`bench.tus`), over one and four connections;
+    skipped, and said so in the report, where node or the npm packages are missing."""
+    from bench import tus
+
+    missing = tus.node_missing()
+    if missing:
+        log(f"peers: ingest against @tus/server skipped: {missing}")
+        report.notes.append(f"ingest against @tus/server skipped: {missing}")
+        return
+    tus_args = tus.parse(["--size-mib", str(args.ingest_mib), "--rounds", str(args.rounds),
+                          "--web-workers", str(args.web_workers), "--web-threads", str(args.web_threads)])  # fmt: skip
+    report.settings["ingest_load_average_start"] = os.getloadavg()
+    seconds = tus.measure(tus_args)
+    report.settings["ingest_load_average_end"] = os.getloadavg()
+    report.settings["ingest_seconds_per_round"] = {f"{server}_{n}conn": [round(t, 2) for t in times]
+                                                   for (server, n), times in seconds.items()}  # fmt: skip
+    tus.add_rows(report, tus_args, seconds, prefix="ingest (tus) ")
+    report.notes.append("ingest: chute's /v1/tus against @tus/server (npm), tus-js-client for both; "
+                        + tus.PARALLEL_NOTE.format(n=tus_args.parallel))  # fmt: skip
 
 
 def rounds_table(rounds: dict[str, list[dict[str, Any]]]) -> str:
@@ -467,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     rounds = measure(args, report)
     fill(report, rounds, args)
+    ingest(args, report)
     report.emit(args.json_only)
     if not args.json_only:
         print("\nevery round (load: 1-minute load average at the start of the side's round)", flush=True)
