@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from tests.support import services
+from tests.web.test_front import read_status
 
 MiB = 1024 * 1024
 #: A body large enough to be streamed (the front streams past its first MiB).
@@ -34,7 +35,8 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[st
     root = tmp_path_factory.mktemp("front-streaming")
     env = services.chute_env(os.environ, database_url=f"sqlite:///{root}/chute.db", storage_url=f"file://{root}/obj",
                              staging_dir=str(root / "staging"), secret_key="front-streaming",
-                             metrics_dir=str(root / "m"), web_body_stall_seconds="1.5", sse_max_streams="1")  # fmt: skip
+                             metrics_dir=str(root / "m"), web_body_stall_seconds="1.5",
+                             sse_max_streams="1")  # fmt: skip
     subprocess.run([sys.executable, "-m", "web.cli", "migrate"], env=env, cwd=services.REPO, check=True,
                    capture_output=True, timeout=120)  # fmt: skip
     key = services.issue_api_key(env, "streaming")["api_key"]
@@ -55,18 +57,9 @@ def raw_put_head(base: str, key_headers: dict[str, str], upload_id: str, length:
     host, port = base.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
     sock.sendall(f"PUT /v1/uploads/{upload_id}/chunks/0 HTTP/1.1\r\nHost: x\r\n"
-                 f"Authorization: {key_headers['Authorization']}\r\nContent-Length: {length}\r\n\r\n".encode())  # fmt: skip
+                 f"Authorization: {key_headers['Authorization']}\r\n"
+                 f"Content-Length: {length}\r\n\r\n".encode())  # fmt: skip
     return sock
-
-
-def read_status(sock: socket.socket) -> int:
-    data = b""
-    while b"\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
 
 
 def test_a_large_chunk_is_streamed_and_stored_whole(web: tuple[str, dict[str, str]]) -> None:
