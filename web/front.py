@@ -297,7 +297,9 @@ class Front:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            data = await asyncio.wait_for(reader.read(READ_SIZE), timeout)
+            # asyncio.timeout, not wait_for: no task created per read.
+            async with asyncio.timeout(timeout):
+                data = await reader.read(READ_SIZE)
             conn.receive_data(data)
 
     async def _read_head(self, conn: h11.Connection, reader: asyncio.StreamReader, first: bool) -> h11.Request | None:
@@ -305,17 +307,16 @@ class Front:
         loop = asyncio.get_running_loop()
         if not first:  # a kept-alive connection may idle a while before its next request starts
             try:
-                data = await asyncio.wait_for(reader.read(READ_SIZE), KEEPALIVE_SECONDS)
+                async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    data = await reader.read(READ_SIZE)
             except TimeoutError:
                 return None
             if not data:
                 return None
             conn.receive_data(data)
-        deadline = loop.time() + self.config.header_timeout
         try:
-            event = await asyncio.wait_for(
-                self._receive(conn, reader, self.config.header_timeout), deadline - loop.time()
-            )
+            async with asyncio.timeout_at(loop.time() + self.config.header_timeout):
+                event = await self._receive(conn, reader, self.config.header_timeout)
         except TimeoutError:
             if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
                 return None  # nothing was sent: close quietly
@@ -517,7 +518,8 @@ class Front:
     ) -> _Upstream | None:
         """Send the request to gunicorn and stream its response to the client; returns the
         upstream connection if it can be used again."""
-        outgoing = _upstream_request(request, _size(body), peer)
+        size = _size(body)
+        outgoing = _upstream_request(request, size, peer)
         for attempt in range(2):
             # A kept-alive connection gunicorn closed meanwhile (its keep-alive is short) fails
             # before any answer: the request is sent again once, on a fresh connection.
@@ -533,15 +535,19 @@ class Front:
             try:
                 await _send(upstream.writer, upstream.conn, outgoing)
                 # The body goes up while the answer is read: an app that answers early (and may
-                # close) is heard, rather than a failed write being taken for no answer.
-                sending = asyncio.create_task(_send_body(upstream, body))
+                # close) is heard, rather than a failed write being taken for no answer. A request
+                # without a body (most of them) just ends, with no task to run it.
+                sending = asyncio.create_task(_send_body(upstream, body)) if size else None
+                if sending is None:
+                    await _send(upstream.writer, upstream.conn, h11.EndOfMessage())
                 try:
                     throttle = await self._relay_response(upstream, conn, writer, answered)
                 finally:
-                    if not sending.done():
+                    if sending is not None and not sending.done():
                         sending.cancel()
                     with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError, h11.LocalProtocolError):
-                        await sending
+                        if sending is not None:
+                            await sending
                 if throttle is not None:
                     self._remember(request, throttle)
             except (ConnectionError, OSError, h11.RemoteProtocolError):
