@@ -11,6 +11,7 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from queue import Queue
 
 import pytest
 
@@ -62,12 +63,21 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
     database().dispose()
 
 
+def _fresh_queues(broker: dramatiq.Broker) -> None:
+    """Give every declared queue a new, empty ``Queue``. A stub worker that is stopped while it
+    holds a message it fetched leaves that message counted as unfinished for ever (the stub
+    broker cannot requeue), and every later test's ``join`` on that queue would time out."""
+    broker.flush_all()
+    for name in list(broker.queues):
+        broker.queues[name] = Queue()
+
+
 @pytest.fixture
 def stub_broker(settings: Settings) -> Iterator[dramatiq.Broker]:
     broker = the_broker
-    broker.flush_all()
+    _fresh_queues(broker)
     yield broker
-    broker.flush_all()
+    _fresh_queues(broker)
 
 
 @pytest.fixture

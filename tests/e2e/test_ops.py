@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import sqlalchemy
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Stack
@@ -67,8 +68,27 @@ def scrape(stack: Stack) -> tuple[dict[Any, float], dict[Any, float]]:
     return samples(web), samples(worker)
 
 
+def wait_until_idle(stack: Stack) -> None:
+    """Jobs of earlier tests on this shared stack that are still running (or whose webhooks are
+    still pending) would move the counters during the test; wait until there are none."""
+    engine = sqlalchemy.create_engine(stack.env["CHUTE_DATABASE_URL"], poolclass=sqlalchemy.NullPool)
+    busy = sqlalchemy.text(
+        "SELECT (SELECT count(*) FROM jobs WHERE status NOT IN ('completed', 'failed', 'cancelled'))"
+        " + (SELECT count(*) FROM webhook_events WHERE status = 'pending')"
+    )
+    try:
+        def idle() -> bool:
+            with engine.connect() as conn:
+                return conn.execute(busy).scalar_one() == 0
+
+        services.wait_until(idle, 60, interval=0.2, what="earlier tests' jobs and webhooks to end")
+    finally:
+        engine.dispose()
+
+
 def test_after_real_jobs_the_metrics_match_what_ran(stack: Stack) -> None:
     """Two good files (one with a webhook), one with a wrong sha256: the counters moved by exactly that."""
+    wait_until_idle(stack)
     web_before, worker_before = scrape(stack)
     prefix = stack.env["CHUTE_QUEUE_PREFIX"]
     dead_before = services.queue_depth(f"{prefix}assemble.XQ")
