@@ -88,7 +88,8 @@ class Reply:
         model: the body's model (None: no JSON body, e.g. a redirect or 204).
         description: what it means.
         media_type: its content type; a non-JSON reply (a stream, a file) has ``model`` None.
-        headers: response headers it carries, name → description.
+        headers: response headers it always carries, name → description.
+        optional_headers: response headers it carries in some states only, name → description.
         schema: the body's JSON Schema when it is not a model (e.g. a text/event-stream).
         links: OpenAPI links from this response to the operations a client calls next
             (name → {"operationId", "parameters"}); schemathesis follows them in its stateful phase.
@@ -98,6 +99,7 @@ class Reply:
     description: str = ""
     media_type: str = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)
+    optional_headers: Mapping[str, str] = field(default_factory=dict)
     schema: Mapping[str, Any] | None = None
     links: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from flask import Blueprint, Response
 
@@ -33,7 +33,15 @@ from models.settings import current_settings as settings
 from web.auth import credential, require_tenant, tenant_id, token_allowed
 from web.contract import Reply, operation
 from web.event_hub import Hub, Resync, Subscription, hub
-from web.schemas.events import EventError, EventStreamHeaders, JobEvent, ReadyEvent
+from web.schemas.events import (
+    EventError,
+    EventStreamHeaders,
+    JobEvent,
+    JobEventFrame,
+    JobEventName,
+    ReadyEvent,
+    TenantStreamFrame,
+)
 
 bp = Blueprint("events", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
@@ -50,14 +58,17 @@ RESUME_OVERLAP = timedelta(seconds=5)
 CATCH_UP_LIMIT = 1000
 #: Jobs a tenant stream remembers having sent, to drop repeats (least recently changed forgotten).
 REMEMBERED = 10_000
+#: The terminal event of each ending status.
+TERMINAL_EVENTS: dict[str, JobEventName] = {
+    "completed": "job.completed", "failed": "job.failed", "cancelled": "job.cancelled"
+}  # fmt: skip
 #: Response headers of every stream: nothing may store or buffer it (``X-Accel-Buffering`` is nginx's).
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
-def frame(event: str, data: JobEvent | ReadyEvent, event_id: int | None = None) -> str:
-    """One event in the text/event-stream format."""
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {data.model_dump_json()}\n\n"
+def frame(event: JobEventName | Literal["ready"], data: JobEvent | ReadyEvent, event_id: int) -> str:
+    """One event in the text/event-stream format: a JobEventFrame or ReadyFrame, as the document says."""
+    return f"id: {event_id}\nevent: {event}\ndata: {data.model_dump_json()}\n\n"
 
 
 def job_event(state: JobState) -> JobEvent:
@@ -66,10 +77,10 @@ def job_event(state: JobState) -> JobEvent:
                     progress=round(state.progress, 4), error=error, updated_at=state.updated_at)  # fmt: skip
 
 
-def event_name(previous: tuple[Any, ...] | None, state: JobState) -> str:
+def event_name(previous: tuple[Any, ...] | None, state: JobState) -> JobEventName:
     """The event a change is: the terminal one, else the most telling of status, stage, progress."""
     if state.terminal:
-        return f"job.{state.status}"
+        return TERMINAL_EVENTS[state.status]
     if previous is None or previous[0] != state.status:
         return "status"
     if previous[1] != state.stage:
@@ -198,7 +209,7 @@ STREAM_ERRORS = {429: ["too_many_streams"], 503: ["too_many_streams"]}
     "A comment line every few seconds is a heartbeat.",
     headers=EventStreamHeaders,
     responses={
-        200: Reply(JobEvent, "a text/event-stream of JobEvent data", media_type="text/event-stream",
+        200: Reply(JobEventFrame, "a text/event-stream: each event a JobEventFrame", media_type="text/event-stream",
                    headers=STREAM_REPLY_HEADERS),
         204: Reply(None, "the job ended and Last-Event-ID is its terminal event: nothing more will come"),
     },  # fmt: skip
@@ -231,7 +242,7 @@ def job_events(job_id: str, headers: EventStreamHeaders) -> Response:
     "It opens with `ready` (a ReadyEvent whose id is a resume point); reconnecting with `Last-Event-ID` "
     "sends each job changed since then, as it is now, before the live events.",
     headers=EventStreamHeaders,
-    responses={200: Reply(JobEvent, "a text/event-stream of JobEvent data (and one ReadyEvent)",
+    responses={200: Reply(TenantStreamFrame, "a text/event-stream: a ReadyFrame, then JobEventFrames",
                           media_type="text/event-stream", headers=STREAM_REPLY_HEADERS)},  # fmt: skip
     errors=STREAM_ERRORS,
 )

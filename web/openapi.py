@@ -18,8 +18,10 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from models.settings import current_settings
 from web import converters
-from web.contract import Body, Operation, operation_of
+from web.contract import Body, Operation, Reply, operation_of
 from web.schemas import jobs as job_schemas
+from web.schemas import tokens as token_schemas
+from web.schemas import tus as tus_schemas
 from web.schemas import uploads as upload_schemas
 from web.schemas.common import ErrorBody
 from web.schemas.webhooks import WEBHOOK_EVENTS, WEBHOOK_HEADERS, WebhookEvent
@@ -36,12 +38,14 @@ CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
 _RULE_ARG = re.compile(r"<(?:(?P<converter>[a-zA-Z_]+)(?:\([^)]*\))?:)?(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)>")
 STATUS_TEXT = {
     400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-    409: "Conflict", 410: "Gone", 413: "Too large", 415: "Unsupported media type", 422: "Invalid",
-    429: "Too many requests", 503: "A dependency is unavailable; retry after Retry-After", 507: "Insufficient storage",
+    409: "Conflict", 410: "Gone", 412: "Precondition failed (tus: Tus-Resumable is not 1.0.0)", 413: "Too large",
+    415: "Unsupported media type", 422: "Invalid", 429: "Too many requests", 460: "Checksum mismatch (tus)",
+    503: "A dependency is unavailable; retry after Retry-After", 507: "Insufficient storage",
 }  # fmt: skip
 #: Headers some error statuses carry.
 ERROR_HEADERS: dict[int, dict[str, str]] = {
     401: {"WWW-Authenticate": 'Bearer realm="chute"'},
+    412: {"Tus-Version": "the tus versions this server speaks: 1.0.0"},
     503: {"Retry-After": "seconds to wait before trying again"},
 }
 #: Where gunicorn answers by itself, before chute sees the request (its bodies are not JSON).
@@ -66,7 +70,8 @@ than 100 header fields or one over 8190 bytes, 501 for an unsupported Transfer-E
 A job's ending is POSTed to its `webhook_url` as a Standard Webhooks event: see `webhooks`.
 """
 #: Functions that write settings-bound limits (largest upload, chunk sizes, files per request) into the document.
-LIMITS = (upload_schemas.document_limits, job_schemas.document_limits)
+LIMITS = (upload_schemas.document_limits, job_schemas.document_limits, tus_schemas.document_limits,
+          token_schemas.document_limits)  # fmt: skip
 #: Tags in the order /docs lists them, with what each groups.
 TAGS = [
     {"name": "uploads", "description": "Chunked, resumable uploads: open, send chunks in any order, complete."},
@@ -176,11 +181,12 @@ def _operation_document(path_rule: str, op: Operation, schemas: dict[str, Any], 
     for status, reply in sorted(op.responses.items()):
         entry: dict[str, Any] = {"description": reply.description or "OK"}
         if reply.model is not None:
-            entry["content"] = {reply.media_type: {"schema": refs[(reply.model, "serialization")]}}
+            entry["content"] = {reply.media_type: {"schema": refs[(reply.model, _mode(reply))]}}
         elif reply.schema is not None:
             entry["content"] = {reply.media_type: {"schema": dict(reply.schema)}}
-        if reply.headers:
-            entry["headers"] = _headers(reply.headers, required=True)
+        if reply.headers or reply.optional_headers:
+            entry["headers"] = {**_headers(reply.headers, required=True),
+                                **_headers(reply.optional_headers, required=False)}  # fmt: skip
         if reply.links:
             entry["links"] = {name: dict(link) for name, link in reply.links.items()}
         responses[str(status)] = entry
@@ -193,7 +199,7 @@ def _operation_document(path_rule: str, op: Operation, schemas: dict[str, Any], 
             "content": {"application/json": {"schema": _error_schema(codes)}},
         }
         if status in ERROR_HEADERS:
-            entry["headers"] = _headers(ERROR_HEADERS[status], required=status == 401)
+            entry["headers"] = _headers(ERROR_HEADERS[status], required=status in (401, 412))
         responses[str(status)] = entry
     doc["responses"] = responses
     doc["security"] = [{op.auth: []}] if op.auth else []
@@ -251,6 +257,12 @@ def _webhooks() -> dict[str, Any]:
     return out
 
 
+def _mode(reply: Reply) -> JsonSchemaMode:
+    """How a reply's model is written: as it serializes, but an event stream's events as a client parses
+    them (their ``data`` is JSON text: ``contentMediaType`` and ``contentSchema``)."""
+    return "validation" if reply.media_type == "text/event-stream" else "serialization"
+
+
 def _models_of(ops: Iterable[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
     found: dict[tuple[type[BaseModel], str], None] = {(ErrorBody, "serialization"): None}
     found[(WebhookEvent, "serialization")] = None
@@ -259,7 +271,7 @@ def _models_of(ops: Iterable[Operation]) -> list[tuple[type[BaseModel], JsonSche
             found[(op.body, "validation")] = None
         for reply in op.responses.values():
             if reply.model is not None:
-                found[(reply.model, "serialization")] = None
+                found[(reply.model, _mode(reply))] = None
     return [(model, mode) for model, mode in found]  # type: ignore[misc]
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from flask import Blueprint
 from flask.typing import ResponseReturnValue
 
+from actors.url_guard import REFUSED
 from models.errors import Invalid
 from models.ids import new_id
 from models.settings import current_settings
@@ -30,11 +31,12 @@ bp.before_request(require_tenant)
 @bp.post("")
 @operation(
     "createUploadToken", tags=["tokens"], summary="Mint a browser upload token",
-    description="Called by the tenant's backend with its API key. The token is signed, short-lived and scoped to "
+    description="Called by the tenant's backend with its API key. The token is signed, short-lived (`expires_in` "
+    "at most the server's `max_upload_token_ttl_seconds`, stated in this document) and scoped to "
     "uploading: a browser sends it as its Bearer credential to open and send uploads (chunk API and tus) and to "
     "read the jobs it made, nothing else.",
     body=TokenCreate, responses={201: TokenCreated},
-    errors={403: ["token_scope"], 422: ["url_not_allowed"], 503: ["secret_key_missing"]},
+    errors={403: ["token_scope"], 422: [REFUSED], 503: ["secret_key_missing"]},
 )
 def create(body: TokenCreate) -> ResponseReturnValue | tuple[TokenCreated, int]:
     """Sign a token with the scope the backend chose."""

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, request, url_for
 from flask.typing import ResponseReturnValue
 
+from actors.url_guard import REFUSED
 from models import tus
 from models.db import session_scope
 from models.errors import BadRequest
@@ -23,7 +24,15 @@ from web import schemas
 from web.auth import credential, require_tenant, tenant_id
 from web.contract import Body, Reply, operation
 from web.errors import error_response
-from web.schemas.tus import UPLOAD_HEADERS, TusCreateHeaders, TusHeaders, TusPatchHeaders
+from web.schemas.tus import (
+    HEAD_HEADERS,
+    HEAD_STATE_HEADERS,
+    UPLOAD_HEADERS,
+    UPLOAD_STATE_HEADERS,
+    TusCreateHeaders,
+    TusHeaders,
+    TusPatchHeaders,
+)
 from web.scope import admit_length, admit_upload, max_file_size
 from web.staging_io import body_stream
 from web.tus_protocol import (
@@ -40,7 +49,6 @@ from web.tus_protocol import (
     encode_metadata,
     has_body,
     http_date,
-    non_negative,
     parse_checksum,
     parse_concat,
     parse_metadata,
@@ -128,7 +136,7 @@ WRITE_ERRORS = {
     412: ["tus_version_unsupported"],
     413: ["file_too_large", "upload_length_exceeded", "token_size_exhausted"],
     415: ["unsupported_media_type", "type_not_allowed"],
-    422: ["invalid_filename", "metadata_too_large", "invalid_field", "url_not_allowed"],
+    422: ["invalid_filename", "metadata_too_large", "invalid_field", REFUSED],
     460: ["checksum_mismatch"],
 }
 
@@ -139,20 +147,21 @@ WRITE_ERRORS = {
     description="tus 1.0.0 creation. A body (application/offset+octet-stream) is stored at offset 0. "
     "A final upload (Upload-Concat: final;<urls>) is made of finished partial uploads and starts its job at once.",
     headers=TusCreateHeaders, body=Body(OFFSET_OCTET_STREAM, "the first bytes (creation-with-upload)", required=False),
-    responses={201: Reply(None, "the upload is open", headers={"Location": "the upload's URL", **UPLOAD_HEADERS})},
+    responses={201: Reply(None, "the upload is open", headers={"Location": "the upload's URL", **UPLOAD_HEADERS},
+                          optional_headers=UPLOAD_STATE_HEADERS)},
     errors={**WRITE_ERRORS, 400: [*WRITE_ERRORS[400], "invalid_concat", "partial_unfinished"]},
 )
 def create(headers: TusCreateHeaders) -> ResponseReturnValue:
     """creation, creation-with-upload, creation-defer-length and concatenation."""
-    concat = parse_concat(request.headers.get("Upload-Concat"), PREFIX)
-    meta = declared(parse_metadata(request.headers.get("Upload-Metadata")))
+    concat = parse_concat(headers.upload_concat, PREFIX)
+    meta = declared(parse_metadata(headers.upload_metadata))
     webhook_url = check_webhook_url(meta.webhook_url)
     metadata = schemas.metadata(meta.metadata)
     store = _store()
     job_id = None
     with session_scope() as session:
         if concat is not None and concat.kind == tus.FINAL:
-            if "Upload-Length" in request.headers:
+            if headers.upload_length is not None:
                 raise BadRequest("a final upload's length is the sum of its parts", code="invalid_header",
                                  details={"header": "Upload-Length"})  # fmt: skip
             total = store.concat_size(session, concat.parts)
@@ -162,7 +171,7 @@ def create(headers: TusCreateHeaders) -> ResponseReturnValue:
                                        filename=schemas.filename(meta.filename or DEFAULT_FILENAME),
                                        content_type=meta.content_type, **scoped)  # fmt: skip
         else:
-            length = upload_length(request)
+            length = upload_length(headers.upload_length, headers.upload_defer_length)
             partial = concat is not None
             scoped = admit_upload(session, size=length, content_type=meta.content_type, webhook_url=webhook_url,
                                   metadata=metadata, files=0 if partial else 1)  # fmt: skip
@@ -178,7 +187,7 @@ def create(headers: TusCreateHeaders) -> ResponseReturnValue:
         if has_body(request):
             _body_limit()
             info = store.write_chunk(info.id, 0, _body(), content_length=request.content_length,
-                                     checksum=parse_checksum(request.headers.get("Upload-Checksum")),
+                                     checksum=parse_checksum(headers.upload_checksum),
                                      max_size=max_file_size(settings().max_upload_size))  # fmt: skip
     return Response(status=201, headers={"Location": _upload_url(info.id), **_headers(info)})
 
@@ -189,7 +198,8 @@ def create(headers: TusCreateHeaders) -> ResponseReturnValue:
     description="Upload-Offset is the bytes on disk (resume from there), with Upload-Length or "
     "Upload-Defer-Length, Upload-Metadata and Upload-Concat. A HEAD answer has no body, errors included.",
     headers=TusHeaders,
-    responses={200: Reply(None, "the upload's state", headers=UPLOAD_HEADERS)},
+    responses={200: Reply(None, "the upload's state", headers={**UPLOAD_HEADERS, **HEAD_HEADERS},
+                          optional_headers={**UPLOAD_STATE_HEADERS, **HEAD_STATE_HEADERS})},
     errors={404: ["upload_not_found"], 410: ["upload_expired"], 412: ["tus_version_unsupported"]},
 )  # fmt: skip
 def head(upload_id: str, headers: TusHeaders) -> ResponseReturnValue:
@@ -216,22 +226,18 @@ def head(upload_id: str, headers: TusHeaders) -> ResponseReturnValue:
     "nothing is kept; without one, a body cut off midway keeps what reached the disk (HEAD says how much). "
     "The last byte starts the job: Chute-Job-Id and Chute-Job-Url name it.",
     headers=TusPatchHeaders, body=Body(OFFSET_OCTET_STREAM, "bytes from Upload-Offset on"),
-    responses={204: Reply(None, "stored", headers=UPLOAD_HEADERS)},
+    responses={204: Reply(None, "stored", headers=UPLOAD_HEADERS, optional_headers=UPLOAD_STATE_HEADERS)},
     errors=WRITE_ERRORS,
 )
 def patch(upload_id: str, headers: TusPatchHeaders) -> ResponseReturnValue:
     """Append the body at ``Upload-Offset`` (409 elsewhere); 460 and nothing kept on a checksum mismatch."""
     check_body_type(request)
-    offset = non_negative(request, "Upload-Offset")
-    if offset is None:
-        raise BadRequest("send Upload-Offset", code="invalid_header", details={"header": "Upload-Offset"})
-    checksum = parse_checksum(request.headers.get("Upload-Checksum"))
+    checksum = parse_checksum(headers.upload_checksum)
     store = _store()
-    length = non_negative(request, "Upload-Length")
-    if length is not None:
-        store.declare_length(upload_id, length, admit_length)
+    if headers.upload_length is not None:
+        store.declare_length(upload_id, headers.upload_length, admit_length)
     _body_limit()
-    info = store.write_chunk(upload_id, offset, _body(), content_length=request.content_length,
+    info = store.write_chunk(upload_id, headers.upload_offset, _body(), content_length=request.content_length,
                              checksum=checksum, max_size=max_file_size(settings().max_upload_size))  # fmt: skip
     return Response(status=204, headers=_headers(info))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -18,14 +17,14 @@ from typing import Any
 from flask import Request
 
 from models.errors import BadRequest, ChuteError
+from web.contract import loads
+from web.schemas.tus import CHECKSUM_ALGORITHMS, MAX_METADATA_HEADER
 
 #: The protocol version spoken, and the ones accepted.
 TUS_VERSION = "1.0.0"
 #: Extensions announced by OPTIONS (concatenation of unfinished partials is not one of them).
 EXTENSIONS = ("creation", "creation-with-upload", "creation-defer-length", "expiration", "checksum",
               "termination", "concatenation")  # fmt: skip
-#: Checksum algorithms: sha1 because the spec requires it, sha256 because chute hashes with it.
-CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 #: The only body type of PATCH (and of a creation-with-upload POST).
 OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 #: Headers a browser may send and must be able to read (CORS).
@@ -36,8 +35,6 @@ JOB_ID_HEADER, JOB_URL_HEADER = "Chute-Job-Id", "Chute-Job-Url"
 RESPONSE_HEADERS = ("Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm",
                     "Upload-Offset", "Upload-Length", "Upload-Defer-Length", "Upload-Metadata", "Upload-Expires",
                     "Upload-Concat", "Location", JOB_ID_HEADER, JOB_URL_HEADER)  # fmt: skip
-#: Longest Upload-Metadata header read.
-MAX_METADATA_HEADER = 8192
 
 
 class TusError(ChuteError):
@@ -71,31 +68,13 @@ def has_body(request: Request) -> bool:
     return bool(request.content_length) or request.headers.get("Transfer-Encoding", "").lower() == "chunked"
 
 
-def non_negative(request: Request, name: str) -> int | None:
-    """An integer header ≥ 0, or None when absent.
+def upload_length(length: int | None, deferred: str | None) -> int | None:
+    """The file's length from ``Upload-Length`` (parsed by the header model), or None with
+    ``Upload-Defer-Length: 1``.
 
     Raises:
-        BadRequest: present but not such an integer.
+        BadRequest: neither or both (no parameter schema can say "exactly one of").
     """
-    raw = request.headers.get(name)
-    if raw is None:
-        return None
-    if not raw.isdigit() or len(raw) > 19:
-        raise BadRequest(f"{name} must be an integer of 0 or more", code="invalid_header", details={"header": name})
-    return int(raw)
-
-
-def upload_length(request: Request) -> int | None:
-    """``Upload-Length``, or None with ``Upload-Defer-Length: 1``.
-
-    Raises:
-        BadRequest: neither, both, or a defer value other than 1.
-    """
-    length = non_negative(request, "Upload-Length")
-    deferred = request.headers.get("Upload-Defer-Length")
-    if deferred is not None and deferred != "1":
-        raise BadRequest("Upload-Defer-Length must be 1", code="invalid_header",
-                         details={"header": "Upload-Defer-Length"})  # fmt: skip
     if (length is None) == (deferred is None):
         raise BadRequest("send either Upload-Length or Upload-Defer-Length: 1", code="invalid_header",
                          details={"header": "Upload-Length"})  # fmt: skip
@@ -105,21 +84,28 @@ def upload_length(request: Request) -> int | None:
 def parse_metadata(raw: str | None) -> dict[str, str]:
     """``Upload-Metadata``: comma-separated ``key base64(value)`` pairs (a value may be absent).
 
+    Only the values of :data:`READ_KEYS` are decoded as text; the client's other keys are not read,
+    so their values may be any bytes (tus asks only for base64).
+
     Raises:
-        BadRequest: a key twice, or a value that is not base64 of UTF-8.
+        BadRequest: a key twice, a value that is not base64, or one chute reads that is not UTF-8.
     """
     if not raw:
         return {}
     if len(raw) > MAX_METADATA_HEADER:
         raise BadRequest("Upload-Metadata is too long", code="invalid_metadata")
     out: dict[str, str] = {}
+    seen: set[str] = set()
     for pair in raw.split(","):
         key, _, value = pair.strip().partition(" ")
-        if not key or key in out or " " in value.strip():
+        if not key or key in seen or " " in value.strip():
             raise BadRequest("Upload-Metadata must be 'key base64value' pairs with unique keys",
                              code="invalid_metadata")  # fmt: skip
+        seen.add(key)
         try:
-            out[key] = base64.b64decode(value.strip(), validate=True).decode() if value.strip() else ""
+            decoded = base64.b64decode(value.strip(), validate=True)
+            if key in READ_KEYS:
+                out[key] = decoded.decode()
         except (binascii.Error, UnicodeDecodeError):
             raise BadRequest(f"Upload-Metadata {key!r} is not base64 of UTF-8", code="invalid_metadata") from None
     return out
@@ -127,6 +113,10 @@ def parse_metadata(raw: str | None) -> dict[str, str]:
 
 def encode_metadata(values: dict[str, str | None]) -> str:
     return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items() if v is not None)
+
+
+#: The metadata keys chute reads (Uppy sends both name and filename, and both filetype and type).
+READ_KEYS = frozenset({"filename", "name", "filetype", "type", "webhook_url", "metadata"})
 
 
 @dataclass(frozen=True)
@@ -149,8 +139,8 @@ def declared(values: dict[str, str]) -> Declared:
     parsed: dict[str, Any] | None = None
     if meta:
         try:
-            parsed = json.loads(meta)
-        except ValueError:
+            parsed = loads(meta)  # the JSON a body may be: no NaN or Infinity, which no column holds
+        except (ValueError, RecursionError):
             parsed = None
         if not isinstance(parsed, dict):
             raise BadRequest("the metadata key must hold a JSON object", code="invalid_metadata")

@@ -236,15 +236,10 @@ class TusStore:
         """The size a final upload of ``part_ids`` will have (locking the partials).
 
         Raises:
-            BadRequest: a part that is not a finished partial upload of this caller.
+            NotFound: a part that is no tus upload of this caller (as for any upload id).
+            BadRequest: a part that is not a finished partial upload.
         """
-        partials = []
-        for pid in dict.fromkeys(part_ids):
-            try:
-                partials.append(self._get(session, pid, for_update=True))
-            except NotFound:
-                raise BadRequest(f"{pid} is not a partial upload", code="invalid_concat",
-                                 details={"upload_id": pid}) from None  # fmt: skip
+        partials = [self._get(session, pid, for_update=True) for pid in dict.fromkeys(part_ids)]
         for part in partials:
             self._ensure_live(part)
         return tus.check_partials(part_ids, partials)

@@ -5,14 +5,19 @@ running chute)."""
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
+import hypothesis
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import create_environ, run_wsgi_app
 
+from models import cors
+from models.cors import ORIGIN_PATTERN
 from tests.conftest import TenantKeys
 from web.contract import AUTH_ERRORS, MAX_JSON_BYTES
 
@@ -235,3 +240,60 @@ def test_auth_failures_carry_the_documented_codes(client: FlaskClient) -> None:
         response = client.get("/v1/jobs", headers=headers)
         assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
         assert response.get_json()["error"]["code"] in documented, headers
+
+
+@pytest.mark.parametrize("origin", ["http://[", "http://[zz::1]", "http://[::1", "http://a:99999", "http://-a.com",
+                                    "http://a..b", "https://app.example.com//", "http://a b"])  # fmt: skip
+def test_what_is_no_origin_is_422(client: FlaskClient, tenant: TenantKeys, origin: str) -> None:
+    response = client.put("/v1/cors-origins", json={"origins": [origin]}, headers=tenant.headers)
+    assert error_of(response.status_code, response.get_json()) == (422, "invalid_origin")
+
+
+@hypothesis.settings(max_examples=200, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
+@hypothesis.given(origin=hypothesis.strategies.from_regex(ORIGIN_PATTERN, fullmatch=True))
+def test_every_origin_the_pattern_allows_is_a_url_with_a_host(origin: str) -> None:
+    """A fuzzer (or a client) writes origins from the document's pattern: each must parse as a URL
+    (schemathesis once crashed on ``http://[``) and be kept by models.cors."""
+    if origin == cors.ANY:
+        return
+    parts = urlsplit(origin)
+    assert parts.scheme.lower() in ("http", "https") and parts.hostname and parts.path in ("", "/")
+    assert parts.port is None or 0 <= parts.port <= 65535
+    if parts.netloc.startswith("["):
+        ipaddress.IPv6Address(parts.hostname)
+    assert cors.normalize([origin]) == [origin.lower().rstrip("/")]
+
+
+def tus_create(client: FlaskClient, tenant: TenantKeys, **headers: str) -> tuple[int, dict[str, Any]]:
+    response = client.post("/v1/tus", headers={**tenant.headers, "Tus-Resumable": "1.0.0", **headers})
+    return response.status_code, response.get_json() if response.status_code >= 400 else {}
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Upload-Length": "+5"}, (400, "invalid_header")),
+        ({"Upload-Length": "1_000"}, (400, "invalid_header")),
+        ({"Upload-Length": "5", "Upload-Defer-Length": "1"}, (400, "invalid_header")),
+        ({"Upload-Defer-Length": "2"}, (400, "invalid_header")),
+        ({}, (400, "invalid_header")),
+        ({"Upload-Length": "5", "Upload-Metadata": "filename a b"}, (400, "invalid_metadata")),
+        ({"Upload-Length": "5", "Upload-Metadata": "k YQ==,k YQ=="}, (400, "invalid_metadata")),
+        ({"Upload-Length": "5", "Upload-Checksum": "md5 YQ=="}, (400, "checksum_algorithm_unsupported")),
+        ({"Upload-Length": "5", "Upload-Checksum": "sha1 not base64"}, (400, "invalid_header")),
+        ({"Upload-Concat": "final;"}, (400, "invalid_header")),
+        ({"Upload-Concat": f"final;/v1/tus/upl_{ID_HEX}"}, (404, "upload_not_found")),
+    ],
+)
+def test_tus_headers_are_held_to_their_rules(
+    client: FlaskClient, tenant: TenantKeys, headers: dict[str, str], expected: tuple[int, str]
+) -> None:
+    assert error_of(*tus_create(client, tenant, **headers)) == expected
+
+
+def test_tus_metadata_chute_does_not_read_may_be_any_bytes(client: FlaskClient, tenant: TenantKeys) -> None:
+    """tus asks only for base64; the values chute reads (filename…) must be UTF-8, a client's own need not."""
+    status, _ = tus_create(client, tenant, **{"Upload-Length": "5", "Upload-Metadata": "blob /w==,filename YS50eHQ="})
+    assert status == 201
+    status, body = tus_create(client, tenant, **{"Upload-Length": "5", "Upload-Metadata": "filename /w=="})
+    assert error_of(status, body) == (400, "invalid_metadata")

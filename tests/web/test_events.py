@@ -16,6 +16,7 @@ from tests.conftest import TenantKeys
 from tests.support.files import sample_jpeg
 from tests.support.sse import Event, parse
 from tests.support.uploading import chunked_upload
+from web.schemas.events import JobEventFrame, ReadyFrame, TenantStreamFrame
 
 #: Generous bound on any one stream read in these tests (the machine is shared and loaded).
 DEADLINE = 60.0
@@ -89,6 +90,8 @@ def test_a_job_stream_follows_the_job_to_its_end_and_closes(api, opened, tenant,
     assert stages == [s for s in ("assemble", "upload", "extract", "notify") if s in stages]  # polled: some may merge
     ids = [int(e.id) for e in events if e.id]
     assert len(ids) == len(events) and ids == sorted(ids)
+    for event in events:  # each one is what the document says a job stream's event is
+        JobEventFrame.model_validate({"event": event.event, "id": event.id, "data": event.data})
 
 
 def test_resuming_a_finished_job_stream(api, drain, opened, tenant) -> None:  # type: ignore[no-untyped-def]
@@ -110,6 +113,8 @@ def test_the_tenant_stream_shows_its_own_jobs_only(api, opened, tenant, other_te
     theirs = opened("/v1/events", other_tenant)
     ready = mine.until(lambda e: True, "ready")[0]
     assert ready.event == "ready" and ready.json["resume_from"] == int(ready.id)
+    framed = TenantStreamFrame.model_validate({"event": ready.event, "id": ready.id, "data": ready.data})
+    assert isinstance(framed.root, ReadyFrame)  # the document's first event of a tenant stream
     assert theirs.until(lambda e: True, "ready")[0].event == "ready"
 
     job_id = chunked_upload(api, b"y" * 300, filename="b.txt", chunk_size=100)["job_id"]

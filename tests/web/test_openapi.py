@@ -169,3 +169,30 @@ def test_the_webhook_body_is_the_job_view_byte_for_byte(client, tenant: TenantKe
     old_style = json.dumps({"type": "job.completed", "timestamp": event["timestamp"], "data": expected},
                            separators=(",", ":"))  # fmt: skip
     assert request.body == old_style.encode()
+
+
+def test_tus_headers_and_statuses_are_stated(client: FlaskClient, settings: Settings) -> None:
+    doc = document(client)
+    create = doc["paths"]["/v1/tus"]["post"]
+    params = {p["name"]: p for p in create["parameters"] if p["in"] == "header"}
+    assert params["Tus-Resumable"]["required"] and params["Tus-Resumable"]["schema"]["const"] == "1.0.0"
+    assert params["Upload-Length"]["schema"]["maximum"] == settings.max_upload_size
+    patterned = {name for name, p in params.items() if "pattern" in p["schema"]}
+    assert {"Upload-Metadata", "Upload-Concat", "Upload-Checksum"} <= patterned
+    assert create["responses"]["412"]["headers"]["Tus-Version"]["required"]
+    assert "460" in create["responses"] and "tus_version_unsupported" in _codes(create, 412)
+    patch = {p["name"]: p for p in doc["paths"]["/v1/tus/{upload_id}"]["patch"]["parameters"]}
+    assert patch["Upload-Offset"]["required"] and patch["Upload-Offset"]["schema"]["type"] == "integer"
+    created = create["responses"]["201"]["headers"]
+    assert created["Location"]["required"] and not created["Chute-Job-Id"]["required"]
+
+
+def test_event_streams_are_described_event_by_event(client: FlaskClient) -> None:
+    doc = document(client)
+    schemas = doc["components"]["schemas"]
+    data = schemas["JobEventFrame"]["properties"]["data"]
+    assert data["contentMediaType"] == "application/json" and data["contentSchema"]["$ref"].endswith("/JobEvent")
+    stream = doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    assert stream["$ref"].endswith("/TenantStreamFrame")
+    branches = {b["$ref"].rsplit("/", 1)[1] for b in schemas["TenantStreamFrame"]["anyOf"]}
+    assert branches == {"ReadyFrame", "JobEventFrame"}

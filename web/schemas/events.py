@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, Json, RootModel
 
 
 class EventError(BaseModel):
@@ -30,6 +30,35 @@ class ReadyEvent(BaseModel):
     """The ``data`` of ``ready``, the first event of ``GET /v1/events``: its id is a point to resume from."""
 
     resume_from: int
+
+
+#: The events of a job: ``status``, ``stage``, ``progress``, then the terminal one (named as the webhooks are).
+JobEventName = Literal["status", "stage", "progress", "job.completed", "job.failed", "job.cancelled"]
+#: An event's id: the change's time in microseconds, a point to resume from with Last-Event-ID.
+EventId = Annotated[str, Field(pattern=r"^[0-9]{1,19}$")]
+
+
+class JobEventFrame(BaseModel):
+    """One event of a job as an SSE client parses it: its name, its id, and a JobEvent as JSON data.
+
+    The document describes a stream by its events (each one of these); ``web.events.frame`` writes them.
+    """
+
+    event: JobEventName
+    id: EventId
+    data: Json[JobEvent]
+
+
+class ReadyFrame(BaseModel):
+    """The ``ready`` event opening ``GET /v1/events``: a ReadyEvent as JSON data."""
+
+    event: Literal["ready"]
+    id: EventId
+    data: Json[ReadyEvent]
+
+
+class TenantStreamFrame(RootModel[ReadyFrame | JobEventFrame]):
+    """An event of ``GET /v1/events``: the opening ``ready``, then the jobs' events."""
 
 
 class EventStreamHeaders(BaseModel):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
+from models.settings import Settings
 from web.schemas.common import ApiModel
 from web.schemas.uploads import INTEGRAL, MAX_SIZE, Metadata, WebhookUrl
 
@@ -45,3 +46,11 @@ class TokenCreated(ApiModel):
     token_id: str
     expires_at: datetime
     scope: TokenScopeModel
+
+
+def document_limits(document: dict[str, Any], settings: Settings) -> None:
+    """Write this server's longest token lifetime into the document's ``TokenCreate`` schema."""
+    properties = document["components"]["schemas"].get("TokenCreate", {}).get("properties", {})
+    for branch in properties.get("expires_in", {}).get("anyOf", []):
+        if branch.get("type") == "integer":
+            branch["maximum"] = settings.max_upload_token_ttl_seconds
