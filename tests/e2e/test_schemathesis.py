@@ -27,6 +27,9 @@ MAX_EXAMPLES = int(os.environ.get("CHUTE_SCHEMATHESIS_EXAMPLES", "25"))
 #: schemathesis stops generating after this many seconds (the run then finishes what is in flight).
 MAX_TIME = int(os.environ.get("CHUTE_SCHEMATHESIS_SECONDS", "100"))
 
+#: Keys of the fuzzer's tenant besides its own, for revokeApiKey to revoke (schemathesis_hooks.py).
+THROWAWAY_KEYS = 3
+
 #: The ops API's token in this stack; tests/e2e/schemathesis.toml sends it to the "ops" operations.
 ADMIN_TOKEN = "contract-admin-token"
 
@@ -65,6 +68,8 @@ def chute(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, 
         try:
             services.run_migrations(env)
             keys = services.issue_api_key(env, "fuzz")
+            for _ in range(THROWAWAY_KEYS):
+                services.issue_api_key(env, "fuzz")
             with WebhookReceiver(secret=keys["webhook_secret"]) as receiver:
                 web, base_url = services.start_web(env, log_dir, workers=1, threads=8)
                 worker = services.start_worker(env, log_dir, processes=1, threads=4)
@@ -74,6 +79,18 @@ def chute(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, 
                 if process is not None:
                     process.stop()
             moto.stop()
+
+
+def _key_ids(base_url: str, api_key: str) -> tuple[str, list[str]]:
+    """The id of the fuzzer's own key (its prefix starts the key) and those of the throwaway keys."""
+    import requests
+
+    listed = requests.get(f"{base_url}/v1/keys", headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
+    listed.raise_for_status()
+    keys = listed.json()["keys"]
+    own = [key["key_id"] for key in keys if api_key.startswith(key["prefix"])]
+    assert len(own) == 1, keys
+    return own[0], [key["key_id"] for key in keys if key["key_id"] != own[0]]
 
 
 def test_every_operation_holds_to_the_document(chute: tuple[str, str, str, Path]) -> None:
@@ -95,8 +112,10 @@ def test_every_operation_holds_to_the_document(chute: tuple[str, str, str, Path]
         "--report", "junit", "--report-junit-path", str(report),
         *os.environ.get("CHUTE_SCHEMATHESIS_ARGS", "").split(),
     ]  # fmt: skip
+    own, throwaway = _key_ids(base_url, api_key)
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.e2e.schemathesis_hooks",
-           "CHUTE_CONTRACT_WEBHOOK_URL": webhook_url, "PYTHONPATH": str(services.REPO)}  # fmt: skip
+           "CHUTE_CONTRACT_WEBHOOK_URL": webhook_url, "PYTHONPATH": str(services.REPO),
+           "CHUTE_CONTRACT_OWN_KEY_ID": own, "CHUTE_CONTRACT_THROWAWAY_KEY_IDS": ",".join(throwaway)}  # fmt: skip
     run = subprocess.run(argv, env=env, cwd=services.REPO, capture_output=True, text=True, timeout=MAX_TIME + 240)
     output = run.stdout + run.stderr
     (log_dir / "schemathesis.txt").write_text(output)
