@@ -11,6 +11,11 @@ same job JSON from memory, the chunk body read and dropped.
 Load: ``wrk`` (or the Python fallback of :mod:`bench.loadgen`) in a second process, closed
 loop over 16 keep-alive connections (one per server thread), after a short warm-up; chute and
 the bare app alternate over ``--rounds`` rounds and every figure is the median.
+
+Before and after a change: ``--compare-with <tree>`` also runs the chute of another checkout
+(``git worktree add /tmp/before <commit>``) on a database of its own, with the same settings and
+the same requests; each round measures it, then this tree, then the bare app, so load from
+elsewhere on a shared machine falls on all of them, and the table adds this tree beside it.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import loadgen
 from bench.harness import (
+    REPO,
     Api,
+    ChuteStack,
     CpuAccount,
     MiB,
     Profiler,
@@ -119,6 +127,31 @@ def _median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class Target:
+    """One server under load: a chute (this tree's or another checkout's) or the bare app."""
+
+    name: str
+    base_url: str
+    pid: int
+    key: str = ""
+    job_id: str = ""
+    paths: tuple[str, ...] = ()
+
+
+def start_chute(stack: contextlib.ExitStack, root: Path, name: str, repo: Path, args: argparse.Namespace) -> Target:
+    """``chute web`` of the tree at ``repo`` on a fresh database, with a completed job and 256 chunk targets."""
+    from tests.support.services import issue_api_key
+
+    (root / name).mkdir()
+    chute: ChuteStack = chute_stack(stack, root / name, s3=False, repo=repo, max_request_size=2 * MiB)
+    web, base_url = start_web(stack, chute, workers=args.web_workers, threads=args.web_threads, name=f"web-{name}")
+    key = issue_api_key(chute.env, "bench", repo)["api_key"]
+    api = Api(base_url, key)
+    job_id = completed_job(stack, chute, api)
+    return Target(name, base_url, web.process.pid, key, job_id, tuple(chunk_targets(api)))
+
+
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench api", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds: smoke mode for CI")
@@ -131,11 +164,23 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections (default 16)")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (production: 2)")
     parser.add_argument("--web-threads", type=int, default=8, help="gthread threads (production: 8)")
+    parser.add_argument(
+        "--compare-with", type=Path, metavar="TREE",
+        help="another checkout of chute (git worktree add TREE <commit>): measured in the same rounds, before this one",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.seconds = args.seconds or (1.0 if args.quick else 6.0)
     args.warmup = args.warmup if args.warmup is not None else (0.0 if args.quick else 1.0)
+    if args.compare_with is not None:
+        args.compare_with = args.compare_with.resolve()
+        if not (args.compare_with / "web" / "cli.py").is_file():
+            parser.error(f"--compare-with {args.compare_with}: not a chute source tree (no web/cli.py)")
     return args
+
+
+#: The two endpoints measured: (key, label).
+ENDPOINTS = (("get", "GET /v1/jobs/{id}"), ("put", "PUT chunk 1 MiB"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not services_available():
         print("api: RabbitMQ (127.0.0.1:5672) and PostgreSQL (127.0.0.1:5432) are needed", file=sys.stderr)
         return 2
-    from tests.support.services import free_port, issue_api_key
+    from tests.support.services import free_port
 
     report = Report("api", args.quick)
     report.settings = {
@@ -154,18 +199,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tool": "wrk" if loadgen.wrk_available() else "python (wrk not installed)",
         "chunk": "1 MiB with Content-Digest",
         "database": "postgresql",
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+    if args.compare_with is not None:
+        report.settings["compare_with"] = str(args.compare_with)
     body = b"x" * MiB
     digest = "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
     with workdir("api") as root, contextlib.ExitStack() as stack:
-        chute = chute_stack(stack, root, s3=False, max_request_size=2 * MiB)
-        web, base_url = start_web(stack, chute, workers=args.web_workers, threads=args.web_threads)
-        key = issue_api_key(chute.env, "bench")["api_key"]
-        api = Api(base_url, key)
-        job_id = completed_job(stack, chute, api)
-        job_json = api.call("GET", f"/v1/jobs/{job_id}")
+        targets: list[Target] = []
+        if args.compare_with is not None:
+            targets.append(start_chute(stack, root, "before", args.compare_with, args))
+        chute = start_chute(stack, root, "chute", REPO, args)
+        targets.append(chute)
+        job_json = Api(chute.base_url, chute.key).call("GET", f"/v1/jobs/{chute.job_id}")
         (root / "job.json").write_text(json.dumps(job_json))
-        paths = chunk_targets(api)
 
         port = free_port()
         bare_url = f"http://127.0.0.1:{port}"
@@ -175,25 +222,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             gunicorn_argv(
                 "bench.bare_app:app", f"127.0.0.1:{port}", workers=args.web_workers, threads=args.web_threads
             ),
-            {**chute.env, "BENCH_BARE_JOB": str(root / "job.json")},
+            {**os.environ, "PYTHONWARNINGS": "ignore", "BENCH_BARE_JOB": str(root / "job.json")},
             root,
             http_ready(bare_url + "/healthz"),
         )
+        # The bare app takes any key and serves the same paths: chute's job id and chunk targets.
+        targets.append(Target("bare", bare_url, bare.process.pid, chute.key, chute.job_id, chute.paths))
 
-        auth = {"Authorization": f"Bearer {key}"}
-        put_headers = {**auth, "Content-Digest": digest, "Content-Type": "application/octet-stream"}
-        # Rounds alternate chute and the bare app, so a burst of load from elsewhere on a shared
-        # machine hits both; each figure is the median over the rounds.
+        # Rounds alternate the servers (before, chute, bare, before, chute, …), so a burst of load
+        # from elsewhere on a shared machine hits each; each figure is the median over the rounds.
         rounds: dict[str, list[dict[str, Any]]] = {}
         for n in range(args.rounds):
-            for target, url, pid in (("chute", base_url, web.process.pid), ("bare", bare_url, bare.process.pid)):
-                get = drive(f"{target}-get-{n}", url, "GET", [f"/v1/jobs/{job_id}"], auth, b"", args, root, pid)
-                put = drive(f"{target}-put-{n}", url, "PUT", paths, put_headers, body, args, root, pid)
-                rounds.setdefault(f"{target}_get", []).append(get)
-                rounds.setdefault(f"{target}_put", []).append(put)
+            for target in targets:
+                auth = {"Authorization": f"Bearer {target.key}"}
+                put_headers = {**auth, "Content-Digest": digest, "Content-Type": "application/octet-stream"}
+                job = [f"/v1/jobs/{target.job_id}"]
+                get = drive(f"{target.name}-get-{n}", target.base_url, "GET", job, auth, b"", args, root, target.pid)
+                put = drive(f"{target.name}-put-{n}", target.base_url, "PUT", list(target.paths), put_headers, body,
+                            args, root, target.pid)  # fmt: skip
+                rounds.setdefault(f"{target.name}_get", []).append(get)
+                rounds.setdefault(f"{target.name}_put", []).append(put)
         results = {name: _median_result(runs) for name, runs in rounds.items()}
 
-    for what, label in (("get", "GET /v1/jobs/{id}"), ("put", "PUT chunk 1 MiB")):
+    for what, label in ENDPOINTS:
         chute_r, bare_r = results[f"chute_{what}"], results[f"bare_{what}"]
         report.add(
             Row(
@@ -208,15 +259,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.add(
             Row(f"{label} p99", chute_r["p99_ms"], bare_r["p99_ms"], "ms"), f"{what}_p99_ms", f"bare_{what}_p99_ms"
         )
-        for target in ("chute", "bare"):
-            errors = results[f"{target}_{what}"]["errors"]
-            if errors:
-                report.notes.append(f"{target} {label}: {errors} errors (non-2xx or socket)")
+    if args.compare_with is not None:
+        compare(report, results)
+    for name, result in results.items():
+        if result["errors"]:
+            report.notes.append(f"{name}: {result['errors']} errors (non-2xx or socket)")
     report.settings["cpu_ms_per_request"] = {k: v["cpu_ms_per_request"] for k, v in results.items()}
     report.settings["cpu_busy_fraction"] = {k: v["cpu_busy"] for k, v in results.items()}
+    report.settings["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report.notes.append("latency is at saturation (closed loop, one connection per server thread)")
+    report.notes.append(
+        f"load average (1, 5, 15 min) at start {report.settings['load_average_at_start']}, "
+        f"at end {report.settings['load_average_at_end']}: figures under load are indicative"
+    )
     report.emit(args.json_only)
     return 0
+
+
+def compare(report: Report, results: dict[str, dict[str, Any]]) -> None:
+    """Rows of this tree beside ``--compare-with``'s (in the ceiling column), and their figures."""
+    for what, label in ENDPOINTS:
+        now, before = results[f"chute_{what}"], results[f"before_{what}"]
+        report.add(Row(f"{label} req/s, this vs before", now["requests_per_s"], before["requests_per_s"], "req/s"),
+                   f"{what}_requests_per_s_now", f"before_{what}_requests_per_s")  # fmt: skip
+        report.add(Row(f"{label} p50, this vs before", now["p50_ms"], before["p50_ms"], "ms"),
+                   f"{what}_p50_ms_now", f"before_{what}_p50_ms")  # fmt: skip
+        report.add(Row(f"{label} p99, this vs before", now["p99_ms"], before["p99_ms"], "ms"),
+                   f"{what}_p99_ms_now", f"before_{what}_p99_ms")  # fmt: skip
+    report.notes.append("rows 'this vs before': the second column is --compare-with's chute, not a ceiling")
 
 
 if __name__ == "__main__":

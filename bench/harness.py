@@ -344,12 +344,18 @@ class ChuteStack:
     staging_dir: Path
     #: The S3 server's pid (0 with a directory store), for CPU accounting.
     moto_pid: int = 0
+    #: The source tree chute's processes run from: this one, or another checkout to compare with.
+    repo: Path = REPO
 
 
-def chute_stack(stack: contextlib.ExitStack, root: Path, *, s3: bool, **settings: Any) -> ChuteStack:
+def chute_stack(
+    stack: contextlib.ExitStack, root: Path, *, s3: bool, repo: Path = REPO, **settings: Any
+) -> ChuteStack:
     """A fresh database (migrated), a queue prefix, and an S3 server (moto) or a directory store.
 
-    Everything started here is stopped when ``stack`` closes, whatever happens.
+    ``repo`` is the source tree whose chute runs on it (its own migrations too): another checkout
+    (``git worktree add``) to measure before and after a change in one run. Everything started
+    here is stopped when ``stack`` closes, whatever happens.
     """
     from tests.support.services import (
         RABBITMQ_URL,
@@ -391,14 +397,14 @@ def chute_stack(stack: contextlib.ExitStack, root: Path, *, s3: bool, **settings
         **{**UNLIMITED, **{k: str(v) for k, v in settings.items()}},
     )
     env["PYTHONWARNINGS"] = "ignore"
-    run_migrations(env)
+    run_migrations(env, repo)
     if moto_started is not None:
         moto_started.join()
         if moto.service is None or not moto.service.alive():
             raise RuntimeError("the S3 server (moto) did not start")
         assert moto.service.process is not None
         moto_pid = moto.service.process.pid
-    return ChuteStack(root, env, database_url, prefix, storage_url, staging, moto_pid)
+    return ChuteStack(root, env, database_url, prefix, storage_url, staging, moto_pid, repo)
 
 
 def start_service(
@@ -409,14 +415,16 @@ def start_service(
     log_dir: Path,
     ready: Callable[[Any], bool],
     timeout: float = 60,
+    cwd: Path = REPO,
 ) -> Any:
-    """Start a process (its own session, log in ``log_dir/<name>.log``) and wait until ``ready``.
+    """Start a process (its own session, log in ``log_dir/<name>.log``, run in ``cwd``) and wait
+    until ``ready``.
 
     It is registered with ``stack`` before the wait, so it is stopped even if it never gets ready.
     """
     from tests.support.services import ServiceProcess, wait_until
 
-    service = ServiceProcess(name, argv, env, log_dir / f"{name}.log")
+    service = ServiceProcess(name, argv, env, log_dir / f"{name}.log", cwd=cwd)
     stack.callback(service.stop)
     service.start()
 
@@ -487,7 +495,7 @@ def start_web(
         str(threads),
     ]
     base_url = f"http://127.0.0.1:{port}"
-    web = start_service(stack, name, argv, chute.env, chute.root, http_ready(base_url + "/healthz"))
+    web = start_service(stack, name, argv, chute.env, chute.root, http_ready(base_url + "/healthz"), cwd=chute.repo)
     return web, base_url
 
 
@@ -503,6 +511,7 @@ def start_worker(
         processes=processes,
         threads=threads,
         name=name,
+        cwd=chute.repo,
     )
 
 
@@ -515,6 +524,7 @@ def start_dramatiq(
     processes: int,
     threads: int,
     name: str,
+    cwd: Path = REPO,
 ) -> Any:
     from tests.support.services import free_port
 
@@ -528,7 +538,7 @@ def start_dramatiq(
         except OSError:
             return False
 
-    return start_service(stack, name, argv, worker_env, log_dir, ready)
+    return start_service(stack, name, argv, worker_env, log_dir, ready, cwd=cwd)
 
 
 class Api:

@@ -162,11 +162,13 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    #: The source tree it runs from (``python -m`` imports from its working directory first).
+    cwd: Path = REPO
 
     def start(self) -> ServiceProcess:
         self.log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            self.argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+            self.argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.cwd, start_new_session=True
         )
         return self
 
@@ -353,16 +355,18 @@ def start_worker(env: dict[str, str], log_dir: Path, *, processes: int = 1, thre
     return worker
 
 
-def issue_api_key(env: dict[str, str], tenant: str) -> dict[str, str]:
+def issue_api_key(env: dict[str, str], tenant: str, repo: Path = REPO) -> dict[str, str]:
+    """A new API key of ``tenant`` (created with it), by ``chute keys create`` of the tree at ``repo``."""
     import json
 
     out = subprocess.run(
         [sys.executable, "-m", "web.cli", "keys", "create", "--tenant", tenant, "--json"],
-        env=env, cwd=REPO, check=True, capture_output=True, timeout=60,
+        env=env, cwd=repo, check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     return dict(json.loads(out.stdout))
 
 
-def run_migrations(env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", "web.cli", "migrate"], env=env, cwd=REPO, check=True,
+def run_migrations(env: dict[str, str], repo: Path = REPO) -> None:
+    """``chute migrate`` of the tree at ``repo`` (another checkout has its own migrations)."""
+    subprocess.run([sys.executable, "-m", "web.cli", "migrate"], env=env, cwd=repo, check=True,
                    capture_output=True, timeout=120)  # fmt: skip
