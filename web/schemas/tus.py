@@ -41,8 +41,8 @@ HEAD_STATE_HEADERS = {
     "Upload-Concat": "partial, or final;<the partial uploads' URLs>",
 }
 #: One ``Upload-Metadata`` pair: a key of printable ASCII without space or comma, then optionally a
-#: space and the value's padded base64.
-_BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+#: space and the value's padded base64 (not empty: a header value's trailing space is not kept).
+_BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})"
 _METADATA_PAIR = rf"[\x21-\x2b\x2d-\x7e]+(?: {_BASE64})?"
 #: ``Upload-Metadata``: comma-separated pairs (keys unique; values base64 of UTF-8).
 UPLOAD_METADATA = rf"^{_METADATA_PAIR}(?:,{_METADATA_PAIR})*$"
@@ -56,8 +56,9 @@ _UPLOAD_URL = r"(?:[hH][tT][tT][pP][sS]?://[^\s/]+)?/v1/tus/upl_[0-9a-f]{24}"
 UPLOAD_CONCAT = rf"^(?:partial|final;{_UPLOAD_URL}(?: {_UPLOAD_URL}){{0,99}})$"
 #: Checksum algorithms: sha1 because the spec requires it, sha256 because chute hashes with it.
 CHECKSUM_ALGORITHMS = ("sha1", "sha256")
-#: ``Upload-Checksum``: an algorithm chute checks and the base64 digest of the request's body.
-UPLOAD_CHECKSUM = rf"^(?:{'|'.join(CHECKSUM_ALGORITHMS)}) {_BASE64}$"
+#: ``Upload-Checksum``: an algorithm chute checks and the base64 digest of the request's body, as
+#: long as that algorithm's digests are (20 and 32 bytes).
+UPLOAD_CHECKSUM = r"^(?:sha1 [A-Za-z0-9+/]{27}=|sha256 [A-Za-z0-9+/]{43}=)$"
 _UPLOAD_CHECKSUM = re.compile(UPLOAD_CHECKSUM)
 
 
