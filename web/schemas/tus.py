@@ -41,9 +41,9 @@ HEAD_STATE_HEADERS = {
     "Upload-Concat": "partial, or final;<the partial uploads' URLs>",
 }
 #: One ``Upload-Metadata`` pair: a key of printable ASCII without space or comma, then optionally a
-#: space and the value's padded base64 (not empty: a header value's trailing space is not kept).
+#: space and the value's padded base64 (tus-js-client writes an empty value as ``key `` too).
 _BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})"
-_METADATA_PAIR = rf"[\x21-\x2b\x2d-\x7e]+(?: {_BASE64})?"
+_METADATA_PAIR = rf"[\x21-\x2b\x2d-\x7e]+(?: (?:{_BASE64})?)?"
 #: ``Upload-Metadata``: comma-separated pairs (keys unique; values base64 of UTF-8).
 UPLOAD_METADATA = rf"^{_METADATA_PAIR}(?:,{_METADATA_PAIR})*$"
 #: Longest Upload-Metadata (and Upload-Concat) value read: gunicorn refuses a header line over
