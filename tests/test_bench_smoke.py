@@ -61,8 +61,13 @@ def _numbers(value: object) -> list[float]:
     return []
 
 
-@pytest.mark.parametrize("name", BENCHMARKS)
-def test_quick_run_reports_positive_figures(name: str) -> None:
+#: Runs of a benchmark with options of its own: ``api`` beside another checkout (here: this one).
+VARIANTS = {"api-compare": ("api", "--compare-with", str(REPO))}
+
+
+@pytest.mark.parametrize("variant", [*BENCHMARKS, *VARIANTS])
+def test_quick_run_reports_positive_figures(variant: str) -> None:
+    name, *options = VARIANTS.get(variant, (variant,))
     if name == "extract" and importlib.util.find_spec("bench.extract") is None:
         pytest.skip("bench/extract.py is not there yet")
     _require_services(name)
@@ -77,7 +82,7 @@ def test_quick_run_reports_positive_figures(name: str) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("BENCH_PROFILE", None)
     done = subprocess.run(
-        [sys.executable, "-m", "bench", name, "--quick", "--json-only"],
+        [sys.executable, "-m", "bench", name, "--quick", "--json-only", *options],
         cwd=REPO,
         env=env,
         capture_output=True,
