@@ -25,6 +25,7 @@ import sys
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -36,7 +37,7 @@ K8S = DEPLOY / "k8s"
 K8S_FILES = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
 
 APP_SERVICES = ("migrate", "web", "worker")  # built from deploy/Dockerfile
-BACKING_SERVICES = ("db", "rabbitmq", "minio")
+BACKING_SERVICES = ("db", "rabbitmq", "minio", "redis")
 STAGING_DIR = "/data/staging"
 STAGES = ("assemble", "upload", "extract", "notify")
 WORKERS = tuple(f"chute-worker-{stage}" for stage in STAGES)
@@ -192,6 +193,7 @@ def test_app_healthchecks_probe_the_right_endpoints(services: dict[str, dict[str
     assert "python" in worker and ":9191" in worker
     assert "rabbitmq-diagnostics" in _cmd(services["rabbitmq"]["healthcheck"]["test"])
     assert "pg_isready" in _cmd(services["db"]["healthcheck"]["test"])
+    assert "redis-cli ping" in _cmd(services["redis"]["healthcheck"]["test"])
 
 
 def test_staging_volume_is_shared_by_web_and_worker(compose: dict[str, Any]) -> None:
@@ -213,6 +215,7 @@ def test_commands_and_environment(services: dict[str, dict[str, Any]]) -> None:
         assert env["CHUTE_DATABASE_URL"].startswith("postgresql+psycopg://"), name
         assert env["CHUTE_BROKER_URL"].startswith("amqp://"), name
         assert env["CHUTE_STORAGE_URL"].startswith("s3://"), name
+        assert env["CHUTE_REDIS_URL"].startswith("redis://redis:6379/"), name
         # credentials come from the environment with dev defaults, never hard-coded
         assert "${CHUTE_DB_PASSWORD:-" in env["CHUTE_DATABASE_URL"], name
     assert _env(services["worker"])["CHUTE_WORKER_METRICS_PORT"] == "9191"
@@ -307,12 +310,15 @@ def test_k8s_manifests_are_well_formed(k8s: dict[tuple[str, str], dict[str, Any]
         ("PersistentVolumeClaim", "chute-staging"),
         ("Deployment", "chute-web"),
         ("Service", "chute-web"),
+        ("Deployment", "chute-redis"),
+        ("Service", "chute-redis"),
         *(("Deployment", name) for name in WORKERS),
         *(("ScaledObject", name) for name in WORKERS),
         ("HorizontalPodAutoscaler", "chute-web"),
         ("PodDisruptionBudget", "chute-web"),
         ("PodDisruptionBudget", "chute-worker"),
         ("NetworkPolicy", "chute-default-deny"),
+        ("NetworkPolicy", "chute-redis"),
         ("ServiceMonitor", "chute"),
         ("Job", "chute-migrate"),
     }
@@ -388,11 +394,44 @@ def test_k8s_config_and_secret_template(k8s: dict[tuple[str, str], dict[str, Any
         assert "<" in value and ">" in value, f"{key}: the template must hold placeholders only"
 
 
+def test_k8s_redis_serves_web_and_workers_as_compose_does(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """CHUTE_REDIS_URL names the Redis Service; the Service reaches the Redis pod; only web and
+    worker pods may connect; no persistence (the counters expire by themselves), as in compose."""
+    url = urlsplit(k8s["ConfigMap", "chute-config"]["data"]["CHUTE_REDIS_URL"])
+    assert url.scheme == "redis" and url.hostname and url.port
+    service = k8s["Service", url.hostname.split(".")[0]]
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == url.port
+    assert _pods_selected(k8s, service["spec"]["selector"]) == ["chute-redis"]
+    redis = k8s["Deployment", "chute-redis"]
+    container = _container(redis)
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}[port["targetPort"]] == 6379
+    assert redis["spec"]["replicas"] == 1 and redis["spec"]["selector"]["matchLabels"].items() <= (
+        redis["spec"]["template"]["metadata"]["labels"].items()
+    )
+    command = container["command"]
+    assert command[0] == "redis-server" and "--appendonly no" in _cmd(command)
+    assert command[command.index("--save") + 1] == "", "no snapshots"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"] == ["redis-cli", "ping"], probe
+    assert _pod_spec(redis)["securityContext"]["runAsNonRoot"] is True
+
+    policy = k8s["NetworkPolicy", "chute-redis"]["spec"]
+    assert _pods_selected(k8s, policy["podSelector"]["matchLabels"]) == ["chute-redis"]
+    (rule,) = policy["ingress"]
+    clients = [name for peer in rule["from"] for name in _pods_selected(k8s, peer["podSelector"]["matchLabels"])]
+    assert sorted(clients) == sorted(["chute-web", *WORKERS])
+    assert [p["port"] for p in rule["ports"]] == [6379]
+    web_egress = [p["port"] for rule in k8s["NetworkPolicy", "chute-web"]["spec"]["egress"] for p in rule["ports"]]
+    assert 6379 in web_egress, "web pods must reach Redis past the default deny"
+
+
 def test_k8s_kustomization_lists_existing_files_but_not_the_template(yaml: Any) -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     resources = kustomization["resources"]
     for resource in resources:
         assert (K8S / resource).is_file(), resource
+    assert "redis.yaml" in resources, "the rate limiter's Redis is part of the release"
     assert "secret.example.yaml" not in resources, "apply -k must never overwrite the real Secret"
     assert "migrate-job.yaml" not in resources, "a Job is immutable: run it per release"
 
@@ -546,7 +585,7 @@ def test_k8s_service_monitor_scrapes_web_and_every_worker(k8s: dict[tuple[str, s
 
 
 def test_k8s_every_container_has_requests_limits_and_probes(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
-    for name in ("chute-web", *WORKERS):
+    for name in ("chute-web", *WORKERS, "chute-redis"):
         container = _container(k8s["Deployment", name])
         resources = container["resources"]
         assert resources["requests"]["cpu"] and resources["requests"]["memory"] and resources["limits"]["memory"], name
