@@ -30,7 +30,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         page,
         ratelimit,
         service,
-        tenant,
         tokens,
         tus,
         uploads,
@@ -50,7 +49,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(docs.bp)
     app.register_blueprint(uploads.bp)
     app.register_blueprint(jobs.bp)
-    app.register_blueprint(tenant.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(events.bp)
     app.register_blueprint(page.bp)

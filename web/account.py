@@ -1,15 +1,17 @@
-"""The calling tenant's account: where it stands against its quotas, its API keys, and the
-circuit breakers of its webhook endpoints."""
+"""The calling tenant's account: where it stands against its quotas, its API keys, its webhook
+signing secret, and the circuit breakers of its webhook endpoints."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from datetime import timedelta
+
+from flask import Blueprint, g
 
 from models import endpoint, quota
 from models.db import read_scope, session_scope
 from models.errors import NotFound
 from models.settings import current_settings
-from models.tenant import ApiKey, Tenant, list_keys, revoke_key
+from models.tenant import ApiKey, Tenant, list_keys, revoke_key, rotate_secret
 from web.auth import forget_cached_credentials, require_tenant, tenant_id
 from web.contract import operation
 from web.schemas.account import (
@@ -22,6 +24,7 @@ from web.schemas.account import (
     WebhookEndpointList,
     WebhookEndpointView,
 )
+from web.schemas.tenant import RotatedSecret
 
 bp = Blueprint("account", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
@@ -74,6 +77,24 @@ def revoke(key_id: str) -> ApiKeyView:
         view = key_view(revoke_key(session, tenant_id(), key_id))
     forget_cached_credentials()
     return view
+
+
+@bp.post("/webhook-secret/rotate")
+@operation(
+    "rotateWebhookSecret",
+    tags=["tenant"],
+    summary="Rotate the webhook signing secret",
+    description="Issues a new whsec_ secret, shown once; until the overlap ends, webhooks carry both signatures.",
+    responses={201: RotatedSecret},
+)
+def rotate_webhook_secret() -> RotatedSecret:
+    overlap = timedelta(seconds=current_settings().webhook_secret_overlap_seconds)
+    with session_scope() as session:
+        tenant = rotate_secret(session, g.tenant_name, overlap)
+        return RotatedSecret(
+            webhook_secret=tenant.webhook_secret,
+            previous_secret_expires_at=tenant.previous_secret_expires_at,
+        )
 
 
 def endpoint_view(row: endpoint.WebhookEndpoint) -> WebhookEndpointView:
