@@ -31,6 +31,18 @@ REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("pipeline", "ingest", "store", "api", "extract", "peers", "tus", "sse", "fairness")
 #: Generous: a quick run takes 10-25 s here, but CI machines can be slower.
 TIMEOUT_SECONDS = 240
+#: The smallest process layout each benchmark takes (one web and one worker process, fewer
+#: threads): the smoke test checks that the harness runs and reports, which one process shows as
+#: well as two, and every process saved is an interpreter that imports chute (seconds of CPU on
+#: a loaded 2-core machine). The figures of such a run mean nothing, as with any --quick run.
+SMALL = {
+    "pipeline": ("--processes", "1", "--threads", "4", "--web-workers", "1", "--web-threads", "4"),
+    "peers": ("--processes", "1", "--threads", "4", "--web-workers", "1", "--web-threads", "4"),
+    "fairness": ("--processes", "1", "--threads", "4"),
+    "store": ("--processes", "1", "--threads", "4"),
+    "api": ("--web-workers", "1", "--web-threads", "4", "--connections", "4"),
+    "ingest": ("--web-workers", "1", "--web-threads", "4"),
+}
 
 
 def _require_services(name: str) -> None:
@@ -82,7 +94,7 @@ def test_quick_run_reports_positive_figures(variant: str) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("BENCH_PROFILE", None)
     done = subprocess.run(
-        [sys.executable, "-m", "bench", name, "--quick", "--json-only", *options],
+        [sys.executable, "-m", "bench", name, "--quick", "--json-only", *SMALL.get(variant, ()), *options],
         cwd=REPO,
         env=env,
         capture_output=True,
