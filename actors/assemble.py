@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from sqlalchemy.orm import Session
+
 from actors.chunkio import READ_SIZE, ChunkedFile, ChunkFile
 from actors.extraction import detect
 from actors.progress import ProgressThrottle
 from actors.stage import stage_actor
+from actors.tracking import StageStart
 from models import job as jobs
 from models import staging
 from models import upload as uploads
@@ -29,18 +32,21 @@ def staged_file(upload: uploads.Upload, chunks: list[uploads.Chunk]) -> ChunkedF
     return ChunkedFile([ChunkFile(staging.chunk_path(staging_dir, upload.id, c.index), c.size) for c in chunks])
 
 
-@stage_actor("assemble")
-def assemble(job_id: str) -> None:
+def read_upload(session: Session, job: jobs.JobSnapshot) -> tuple[uploads.Upload, list[uploads.Chunk]]:
+    """The job's upload and its chunks, in order (read where the stage's run is recorded)."""
+    upload = session.get(uploads.Upload, job.upload_id)
+    assert upload is not None
+    return upload, uploads.chunks(session, upload.id)
+
+
+@stage_actor("assemble", prepare=read_upload)
+def assemble(job_id: str, start: StageStart) -> None:
     """Check the chunks and the file's checksum; record size, sha256 and detected type."""
-    with session_scope() as session:
-        job = jobs.load_job(session, job_id)
-        if job is None or job.assembled_at is not None:
-            return
-        upload = session.get(uploads.Upload, job.upload_id)
-        assert upload is not None
-        chunks = uploads.chunks(session, upload.id)
-        missing = uploads.missing_indexes(upload, chunks)
-        declared_sha256 = upload.sha256
+    if start.job.assembled_at is not None or start.prepared is None:
+        return
+    upload, chunks = start.prepared
+    missing = uploads.missing_indexes(upload, chunks)
+    declared_sha256 = upload.sha256
     if missing:
         raise FileRejected(f"{len(missing)} chunks are missing", code="incomplete_upload")
 
@@ -85,12 +91,8 @@ def assemble(job_id: str) -> None:
             details={"detected_type": detected.mime, "allowed_types": upload.allowed_types},
         )
     with session_scope() as session:
-        job = jobs.load_job(session, job_id, for_update=True)
-        if job is None or job.terminal:
-            return
-        job.sha256 = sha256
-        job.size = file.size
-        job.detected_type = detected.mime
-        job.kind = detected.kind
-        jobs.advance(job, "assemble")
-    log.info("job %s assembled: %d bytes, %s", job_id, file.size, detected.mime)
+        outcome = jobs.advance_stage(session, job_id, "assemble", sha256=sha256, size=file.size,
+                                     detected_type=detected.mime, kind=detected.kind)  # fmt: skip
+    start.closed = outcome == jobs.Advance.ADVANCED
+    if start.closed:
+        log.info("job %s assembled: %d bytes, %s", job_id, file.size, detected.mime)

@@ -15,12 +15,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from actors.cleanup import release_job
 from actors.extract_source import fetch_source
 from actors.extraction import Extraction, ExtractLimits, extract_file
 from actors.extraction.ocr import probe
 from actors.stage import stage_actor
 from actors.storage import ObjectStore, open_store
+from actors.tracking import StageStart
 from actors.upload import derivative_key
 from models import job as jobs
 from models import staging
@@ -31,30 +35,33 @@ from models.settings import current_settings
 log = logging.getLogger(__name__)
 
 
-@stage_actor("extract")
-def extract(job_id: str) -> None:
+def read_ocr_mode(session: Session, job: jobs.JobSnapshot) -> str:
+    """The OCR mode the job's upload asked for (read where the stage's run is recorded)."""
+    return session.scalar(select(uploads.Upload.ocr).where(uploads.Upload.id == job.upload_id)) or "auto"
+
+
+@stage_actor("extract", prepare=read_ocr_mode)
+def extract(job_id: str, start: StageStart) -> None:
     """Extract, store the derivatives, and record the result on the job."""
     settings = current_settings()
     store = open_store(settings.storage_url)
-    with session_scope() as session:
-        job = jobs.load_job(session, job_id)
-        if job is None or job.extracted_at is not None:
-            return
-        key, kind, mime = job.object_key, job.kind or "other", job.detected_type or "application/octet-stream"
-        upload_id, size, sha256 = job.upload_id, job.size, job.sha256
-        assert key is not None
-        result: dict[str, Any] = {
-            "object": {"bucket": job.object_bucket, "key": key, "size": job.size, "sha256": job.sha256},
-            "kind": kind,
-            "mime": mime,
-            "declared_type": job.content_type,
-            "derivatives": [],
-        }
-        # A scratch directory of this run's own: a duplicate delivery running at the same time
-        # (a re-sent message) must not read or delete this run's files.
-        scratch = staging.run_dir(settings.staging_dir, job_id, uuid.uuid4().hex)
-        upload = session.get(uploads.Upload, job.upload_id)
-        ocr_mode = upload.ocr if upload is not None else "auto"
+    job = start.job
+    if job.extracted_at is not None or start.prepared is None:
+        return
+    ocr_mode: str = start.prepared
+    key, kind, mime = job.object_key, job.kind or "other", job.detected_type or "application/octet-stream"
+    upload_id, size, sha256 = job.upload_id, job.size, job.sha256
+    assert key is not None
+    result: dict[str, Any] = {
+        "object": {"bucket": job.object_bucket, "key": key, "size": job.size, "sha256": job.sha256},
+        "kind": kind,
+        "mime": mime,
+        "declared_type": job.content_type,
+        "derivatives": [],
+    }
+    # A scratch directory of this run's own: a duplicate delivery running at the same time
+    # (a re-sent message) must not read or delete this run's files.
+    scratch = staging.run_dir(settings.staging_dir, job_id, uuid.uuid4().hex)
 
     if kind in staging.EXTRACTED_KINDS:
         (scratch / "out").mkdir(parents=True)
@@ -71,21 +78,18 @@ def extract(job_id: str) -> None:
                 scratch.parent.rmdir()  # the job's directory, once no run uses it
 
     with session_scope() as session:
-        job = jobs.load_job(session, job_id, for_update=True)
-        if job is None or job.extracted_at is not None:
-            return  # another run finished first; its derivatives have the same keys
-        ended = job.terminal
-        if not ended:
-            job.result = result
-            jobs.advance(job, "extract")
-    if ended:  # cancelled while extracting: the derivatives just stored go with the rest
+        outcome = jobs.advance_stage(session, job_id, "extract", result=result)
+    # DONE: another run finished first; its derivatives have the same keys.
+    start.closed = outcome == jobs.Advance.ADVANCED
+    if outcome == jobs.Advance.ENDED:  # cancelled while extracting: the derivatives just stored go with the rest
         release_job(job_id)
         return
     staging.remove_upload(settings.staging_dir, upload_id)
-    log.info("job %s extracted (%s)", job_id, kind)
+    if start.closed:
+        log.info("job %s extracted (%s)", job_id, kind)
 
 
-def _store_extraction(store: ObjectStore, job: jobs.Job, extraction: Extraction) -> dict[str, Any]:
+def _store_extraction(store: ObjectStore, job: jobs.JobSnapshot, extraction: Extraction) -> dict[str, Any]:
     """Upload the derivatives next to the original and shape the result."""
     derivatives = []
     for d in extraction.derivatives:

@@ -6,11 +6,13 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware, SkipMessage
+from sqlalchemy.orm import Session
 
 from actors.metrics import job_ended
 from actors.transient import BookkeepingFailed, is_transient
@@ -19,6 +21,22 @@ from models.db import session_scope
 from models.errors import ChuteError
 
 log = logging.getLogger(__name__)
+
+#: A stage's ``job_prepare`` option: what it reads (and records) before its work, in the
+#: transaction that records the run's start; its result is the ``StageStart.prepared``.
+Prepare = Callable[[Session, jobs.JobSnapshot], Any]
+
+
+@dataclass
+class StageStart:
+    """What a stage run starts from: the job as its start recorded it, and what the stage's
+    ``job_prepare`` read in that same transaction (one read and one commit for both)."""
+
+    job: jobs.JobSnapshot
+    prepared: Any = None
+    #: Set by the stage once its own last transaction ended the run (``jobs.advance_stage``), so
+    #: that JobTracking does not spend a transaction recording the end again.
+    closed: bool = False
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,8 @@ class Admission:
     job_id: str
     run_id: str | None
     isolate: bool
+    #: None when the run is to be isolated (its child reads the job itself).
+    start: StageStart | None = None
 
 
 _local = threading.local()
@@ -64,7 +84,7 @@ class JobTracking(Middleware):
 
     @property
     def actor_options(self) -> set[str]:
-        return {"job_stage"}
+        return {"job_stage", "job_prepare"}
 
     def _stage(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> str | None:
         actor = broker.get_actor(message.actor_name)
@@ -76,15 +96,20 @@ class JobTracking(Middleware):
         if stage is None:
             return
         job_id = message.args[0]
+        prepare: Prepare | None = broker.get_actor(message.actor_name).options.get("job_prepare")
         try:
             with session_scope() as session:
                 run = jobs.begin_stage(session, job_id, stage, process_owner())
+                start = None
+                if run.job is not None and not run.isolate:
+                    ready = run.verdict == jobs.StageVerdict.RUN
+                    start = StageStart(run.job, prepare(session, run.job) if ready and prepare else None)
         except Exception as e:
             raise BookkeepingFailed(f"job {job_id}: the start of {stage} could not be recorded: {e}") from None
         if run.verdict == jobs.StageVerdict.SKIP:
             log.info("job %s is over or gone: skipping its %s message", job_id, stage)
             raise SkipMessage()
-        _local.admission = Admission(message.message_id, job_id, run.run_id, run.isolate)
+        _local.admission = Admission(message.message_id, job_id, run.run_id, run.isolate, start)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         _local.admission = None
@@ -102,7 +127,8 @@ class JobTracking(Middleware):
         if stage is None:
             return
         job_id = message.args[0]
-        if admission is not None and admission.run_id is not None:
+        closed = admission is not None and admission.start is not None and admission.start.closed
+        if admission is not None and admission.run_id is not None and not closed:
             with session_scope() as session:  # an error here is logged by Dramatiq; the next run counts a lost run
                 jobs.finish_run(session, job_id, admission.run_id)
         if exception is None:

@@ -15,14 +15,16 @@ import re
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from actors.assemble import staged_file
+from sqlalchemy.orm import Session
+
+from actors.assemble import read_upload, staged_file
 from actors.chunkio import ChunkedFile
 from actors.cleanup import release_job
 from actors.stage import stage_actor
 from actors.storage import ObjectStore, open_store, part_size_for
+from actors.tracking import StageStart
 from models import job as jobs
 from models import staging
-from models import upload as uploads
 from models.db import session_scope
 from models.errors import FileRejected, MultipartGone
 from models.settings import current_settings
@@ -34,50 +36,52 @@ log = logging.getLogger(__name__)
 PARALLEL_PARTS = 3
 
 
-def object_key(job: jobs.Job) -> str:
+def object_key(job: jobs.Job | jobs.JobSnapshot) -> str:
     """``{tenant}/{job}/{filename}``: readable in the bucket, unique per job."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", job.filename).strip("._") or "file"
     return f"{job.tenant_id}/{job.id}/{safe[:200]}"
 
 
-def derivative_key(job: jobs.Job, filename: str) -> str:
+def derivative_key(job: jobs.Job | jobs.JobSnapshot, filename: str) -> str:
     return f"{job.tenant_id}/{job.id}/derivatives/{filename}"
 
 
-@stage_actor("upload")
-def upload(job_id: str) -> None:
+def prepare_upload(session: Session, job: jobs.JobSnapshot) -> tuple[ChunkedFile, str, str]:
+    """Read the chunks, and record where the file goes before any byte does (a cancel in
+    between then knows what to remove): (the staged file, the key, the bucket)."""
+    upload_row, chunks = read_upload(session, job)
+    key, bucket = job.object_key or object_key(job), open_store(current_settings().storage_url).bucket
+    if (key, bucket) != (job.object_key, job.object_bucket):
+        jobs.record_object(session, job.id, key, bucket)
+    return staged_file(upload_row, chunks), key, bucket
+
+
+@stage_actor("upload", prepare=prepare_upload)
+def upload(job_id: str, start: StageStart) -> None:
     """Store the file; record bucket and key; remove the staged chunks unless extract reads them."""
     settings = current_settings()
     store = open_store(settings.storage_url)
-    with session_scope() as session:
-        job = jobs.load_job(session, job_id, for_update=True)
-        if job is None:
-            return
-        if job.uploaded_at is not None:  # a redelivery after a crash between storing and cleaning up
-            if job.kind not in staging.EXTRACTED_KINDS:  # else extract reads them, then removes them
-                staging.remove_upload(settings.staging_dir, job.upload_id)
-            return
-        upload_row = session.get(uploads.Upload, job.upload_id)
-        assert upload_row is not None
-        file = staged_file(upload_row, uploads.chunks(session, job.upload_id))
-        content_type = job.detected_type or "application/octet-stream"
-        key = job.object_key or object_key(job)
-        job.object_key = key
-        job.object_bucket = store.bucket
-        part_size = part_size_for(file.size, settings.part_size)
-        multipart = file.size > part_size
-        if multipart and job.multipart_id is None:
-            job.multipart_id = store.begin_multipart(key, content_type)
-            job.parts = []
-        multipart_id = job.multipart_id or ""
-        done_parts = [(int(n), str(e)) for n, e in job.parts or []]
-        expected = job.sha256 or ""
+    job = start.job
+    if job.uploaded_at is not None:  # a redelivery after a crash between storing and cleaning up
+        if job.kind not in staging.EXTRACTED_KINDS:  # else extract reads them, then removes them
+            staging.remove_upload(settings.staging_dir, job.upload_id)
+        return
+    if start.prepared is None:  # the job ended
+        return
+    file, key, _ = start.prepared
+    content_type = job.detected_type or "application/octet-stream"
+    part_size = part_size_for(file.size, settings.part_size)
+    multipart = file.size > part_size
+    expected = job.sha256 or ""
 
     if not multipart:
         data = file.read_at(0, file.size)
         _check_digest(job_id, hashlib.sha256(data), expected)
         store.put_stream(key, io.BytesIO(data), file.size, content_type)
     else:
+        multipart_id, done_parts = job.multipart_id, [(int(n), str(e)) for n, e in job.parts or []]
+        if multipart_id is None:
+            multipart_id = _begin_multipart(job_id, store, key, content_type)
         try:
             if not _upload_parts(job_id, store, file, key, multipart_id, done_parts, part_size, expected):
                 return  # cancelled: the multipart upload was aborted
@@ -86,29 +90,30 @@ def upload(job_id: str) -> None:
             raise
 
     with session_scope() as session:
-        job = jobs.load_job(session, job_id, for_update=True)
-        if job is None:
-            return
-        ended = job.terminal
-        extracted_later = job.kind in staging.EXTRACTED_KINDS
-        if not ended:
-            job.multipart_id = None
-            job.parts = None
-            jobs.advance(job, "upload")
-    if ended:  # cancelled while the last bytes went up: the object goes too
+        outcome = jobs.advance_stage(session, job_id, "upload", multipart_id=None, parts=None)
+    start.closed = outcome == jobs.Advance.ADVANCED
+    if outcome == jobs.Advance.ENDED:  # cancelled while the last bytes went up: the object goes too
         release_job(job_id)
         return
-    if not extracted_later:  # extract reads the staged chunks of the files it parses, then removes them
-        staging.remove_upload(settings.staging_dir, upload_row.id)
-    log.info("job %s stored as %s/%s", job_id, store.bucket, key)
+    if job.kind not in staging.EXTRACTED_KINDS:  # extract reads the chunks of the files it parses, then removes them
+        staging.remove_upload(settings.staging_dir, job.upload_id)
+    if start.closed:
+        log.info("job %s stored as %s/%s", job_id, store.bucket, key)
+
+
+def _begin_multipart(job_id: str, store: ObjectStore, key: str, content_type: str) -> str:
+    """Start the file's multipart upload and record its id (a retry resumes it)."""
+    multipart_id = store.begin_multipart(key, content_type)
+    with session_scope() as session:
+        recorded = jobs.record_multipart(session, job_id, multipart_id)
+    if recorded != multipart_id:  # a duplicate run started one first: use that one
+        store.abort_multipart(key, multipart_id)
+    return recorded
 
 
 def _forget_multipart(job_id: str) -> None:
     with session_scope() as session:
-        job = jobs.load_job(session, job_id, for_update=True)
-        if job is not None:
-            job.multipart_id = None
-            job.parts = None
+        jobs.forget_multipart(session, job_id)
     log.warning("job %s: the store lost its multipart upload; starting over on retry", job_id)
 
 
@@ -188,9 +193,7 @@ def _check_digest(job_id: str, digest: Any, expected: str) -> None:
 def _record_parts(job_id: str, parts: dict[int, str], count: int) -> bool:
     """Record the stored parts and the progress; False if the job was cancelled (or is gone)."""
     with session_scope() as session:
-        job = jobs.load_job(session, job_id, for_update=True)
-        if job is None or job.status == jobs.CANCELLED:
+        if not jobs.record_parts(session, job_id, sorted([n, e] for n, e in parts.items())):
             return False
-        job.parts = sorted([n, e] for n, e in parts.items())
         jobs.report_progress(session, job_id, "upload", len(parts) / count)
         return True

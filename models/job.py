@@ -10,11 +10,28 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, case, event, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    case,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, defer, mapped_column
 
 from models import job_events
@@ -135,10 +152,12 @@ def create_job(session: Session, upload: Upload) -> Job:
 #: Columns a job view never shows (the result can be large); left unloaded by ``view_only``.
 HEAVY_COLUMNS = (Job.result, Job.parts)
 
+#: The jobs table, for the workers' hot paths: single Core statements, no unit of work.
+JOBS: Table = Base.metadata.tables["jobs"]
 
 #: The columns of a ``job_events.JobState``, in its order.
-STATE_COLUMNS = (Job.id, Job.tenant_id, Job.status, Job.stage, Job.progress, Job.error_code, Job.error_message,
-                 Job.updated_at, Job.credential_id)  # fmt: skip
+STATE_COLUMNS = (JOBS.c.id, JOBS.c.tenant_id, JOBS.c.status, JOBS.c.stage, JOBS.c.progress, JOBS.c.error_code,
+                 JOBS.c.error_message, JOBS.c.updated_at, JOBS.c.credential_id)  # fmt: skip
 
 
 @event.listens_for(Session, "after_flush")
@@ -185,6 +204,52 @@ def load_job(session: Session, job_id: str, *, for_update: bool = False) -> Job 
     return session.scalar(query)
 
 
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """The columns of a job a stage works from, as one row read them (not a live ORM object).
+
+    The client's metadata and the result are left out: no stage reads them.
+    """
+
+    id: str
+    tenant_id: str
+    upload_id: str
+    filename: str
+    content_type: str | None
+    size: int
+    sha256: str | None
+    status: str
+    stage: str | None
+    detected_type: str | None
+    kind: str | None
+    object_bucket: str | None
+    object_key: str | None
+    multipart_id: str | None
+    parts: list[Any] | None
+    assembled_at: datetime | None
+    uploaded_at: datetime | None
+    extracted_at: datetime | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+#: The columns of a ``JobSnapshot``, in its order.
+SNAPSHOT_COLUMNS = tuple(JOBS.c[field.name] for field in fields(JobSnapshot))
+#: With a snapshot's, the columns that make a ``job_events.JobState``.
+_MORE_STATE = (JOBS.c.progress, JOBS.c.error_code, JOBS.c.error_message, JOBS.c.updated_at, JOBS.c.credential_id)
+
+
+def snapshot(session: Session, job_id: str, *, for_update: bool = False) -> JobSnapshot | None:
+    """A job's ``JobSnapshot`` by id (None: no such job)."""
+    query = select(*SNAPSHOT_COLUMNS).where(JOBS.c.id == job_id)
+    if for_update:
+        query = query.with_for_update()
+    row = session.execute(query).first()
+    return JobSnapshot(*row) if row is not None else None
+
+
 class StageVerdict:
     """What ``begin_stage`` decided: run, skip (already done, or the job is over)."""
 
@@ -199,11 +264,13 @@ class StageRun:
         verdict: A ``StageVerdict``.
         run_id: The run's token (``finish_run`` and ``record_crash`` name it).
         isolate: Run the stage in a process of its own: an earlier run was lost with its process.
+        job: The job as the run found it (after its start was recorded); None for ``SKIP``.
     """
 
     verdict: str
     run_id: str | None = None
     isolate: bool = False
+    job: JobSnapshot | None = None
 
 
 STAGE_MARKERS = {"assemble": "assembled_at", "upload": "uploaded_at", "extract": "extracted_at"}
@@ -220,33 +287,59 @@ def begin_stage(session: Session, job_id: str, stage: str, owner: str) -> StageR
     watched it). Dramatiq retries are not counted at all: they end their run (``finish_run``)
     before the retry is sent.
 
+    One ``UPDATE … RETURNING`` does it (the row's lock is taken by the update itself); the row
+    it returns is what the stage works from, so the stage need not read the job again. The
+    caller commits: the run must be recorded before its work starts.
+
     Returns:
         ``RUN`` to do the work; ``DONE`` when the stage already finished (a redelivery: the
         actor returns at once so the pipeline moves on); ``SKIP`` when the job is gone or over.
     """
-    job = load_job(session, job_id, for_update=True)
-    if job is None or job.terminal:
-        return StageRun(StageVerdict.SKIP)
-    if stage_done(job, stage):
-        return StageRun(StageVerdict.DONE)
-    if job.stage != stage:
-        job.stage_attempts, job.lost_runs, job.crashes = 0, 0, 0
-    elif job.run_id is not None:
-        job.lost_runs += 1
+    c = JOBS.c
+    marker = STAGE_MARKERS.get(stage)
+    low = STAGE_SPAN[stage][0]
+    same = c.stage == stage  # NULL (a queued job) counts as another stage, as in Python
+    isolated = and_(same, or_(c.run_id.is_not(None), c.lost_runs > 0, c.crashes > 0))
+    # The visible state before the update, so that only a change is announced.
+    before = select(c.id, c.status, c.stage, c.progress).where(c.id == job_id).with_for_update().cte("before")
     run_id = uuid.uuid4().hex
-    job.status = PROCESSING
-    job.stage = stage
-    job.stage_attempts += 1
-    job.attempts += 1
-    job.run_isolated = job.lost_runs > 0 or job.crashes > 0
-    job.run_id = run_id
-    job.run_owner = None if job.run_isolated else owner  # an isolated run's child names itself (claim_run)
-    job.started_at = job.started_at or utcnow()
-    job.progress = max(job.progress, STAGE_SPAN[stage][0])
-    return StageRun(StageVerdict.RUN, run_id, job.run_isolated)
+    now = utcnow()
+    statement = (
+        update(JOBS)
+        .where(c.id == before.c.id, c.status.not_in(TERMINAL), *([c[marker].is_(None)] if marker else []))
+        .values(
+            status=PROCESSING,
+            stage=stage,
+            stage_attempts=case((same, c.stage_attempts + 1), else_=1),
+            lost_runs=case((and_(same, c.run_id.is_not(None)), c.lost_runs + 1), (same, c.lost_runs), else_=0),
+            crashes=case((same, c.crashes), else_=0),
+            attempts=c.attempts + 1,
+            run_isolated=case((isolated, True), else_=False),
+            run_id=run_id,
+            run_owner=case((isolated, None), else_=owner),  # an isolated run's child names itself (claim_run)
+            started_at=func.coalesce(c.started_at, now),
+            progress=case((c.progress < low, low), else_=c.progress),
+            updated_at=now,
+        )
+        .returning(*SNAPSHOT_COLUMNS, *_MORE_STATE, c.run_isolated, before.c.status, before.c.stage, before.c.progress)
+    )
+    row = session.execute(statement).first()
+    if row is None:
+        job = snapshot(session, job_id)
+        if job is None or job.terminal or not stage_done(job, stage):
+            return StageRun(StageVerdict.SKIP)
+        return StageRun(StageVerdict.DONE, job=job)
+    width = len(SNAPSHOT_COLUMNS)
+    job = JobSnapshot(*row[:width])
+    progress, error_code, error_message, updated_at, credential_id, isolate = row[width : width + 6]
+    if tuple(row[width + 6 :]) != (job.status, job.stage, progress):
+        state = job_events.JobState(job.id, job.tenant_id, job.status, job.stage, progress, error_code, error_message,
+                                    updated_at, credential_id)  # fmt: skip
+        job_events.announce(session, [state])
+    return StageRun(StageVerdict.RUN, run_id, bool(isolate), job)
 
 
-def stage_done(job: Job, stage: str) -> bool:
+def stage_done(job: Job | JobSnapshot, stage: str) -> bool:
     """Whether ``stage`` has finished for ``job`` (its marker is set)."""
     marker = STAGE_MARKERS.get(stage)
     return marker is not None and getattr(job, marker) is not None
@@ -274,6 +367,32 @@ def record_crash(session: Session, job_id: str, run_id: str) -> int:
     return job.crashes
 
 
+def record_object(session: Session, job_id: str, key: str, bucket: str) -> None:
+    """Record where the job's file is stored (before it is: a cancel then knows what to remove)."""
+    session.execute(update(JOBS).where(JOBS.c.id == job_id).values(object_key=key, object_bucket=bucket))
+
+
+def record_multipart(session: Session, job_id: str, multipart_id: str) -> str:
+    """Record the job's multipart upload unless a run recorded one already; returns the one recorded
+    ("" if the job is gone)."""
+    c = JOBS.c
+    session.execute(update(JOBS).where(c.id == job_id, c.multipart_id.is_(None)).values(multipart_id=multipart_id,
+                                                                                        parts=[]))  # fmt: skip
+    return session.scalar(select(c.multipart_id).where(c.id == job_id)) or ""
+
+
+def record_parts(session: Session, job_id: str, parts: list[list[Any]]) -> bool:
+    """Record the parts stored so far; False if the job was cancelled (or is gone)."""
+    c = JOBS.c
+    done = session.execute(update(JOBS).where(c.id == job_id, c.status != CANCELLED).values(parts=parts))
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+def forget_multipart(session: Session, job_id: str) -> None:
+    """Forget a multipart upload the store lost (the retry starts a new one)."""
+    session.execute(update(JOBS).where(JOBS.c.id == job_id).values(multipart_id=None, parts=None))
+
+
 def report_progress(session: Session, job_id: str, stage: str, fraction: float) -> None:
     """Move the job's progress to ``fraction`` of ``stage``; progress never goes backwards."""
     low, high = STAGE_SPAN[stage]
@@ -287,16 +406,48 @@ def report_progress(session: Session, job_id: str, stage: str, fraction: float) 
     job_events.announce(session, [job_events.JobState.from_row(row) for row in rows])
 
 
-def advance(job: Job, finished_stage: str) -> None:
-    """Record that ``finished_stage`` is done and the next stage is up."""
+class Advance:
+    """What ``advance_stage`` found: the job moved on, had ended, or another run had moved it."""
+
+    ADVANCED, ENDED, DONE = "advanced", "ended", "done"
+
+
+def advance_stage(session: Session, job_id: str, finished_stage: str, **values: Any) -> str:
+    """Record that ``finished_stage`` is done (with ``values``, its output columns) and the next
+    stage is up, in one ``UPDATE … RETURNING``; the run in flight ends with it.
+
+    Returns:
+        An ``Advance``: ``ADVANCED``; ``ENDED`` when the job ended (cancelled) or is gone, and
+        nothing was written; ``DONE`` when another run of the stage recorded it first.
+    """
+    c = JOBS.c
     marker = STAGE_MARKERS[finished_stage]
-    setattr(job, marker, utcnow())
     following = STAGES[STAGES.index(finished_stage) + 1]
-    job.stage = following
-    job.stage_attempts = job.lost_runs = job.crashes = 0
-    job.run_id = job.run_owner = None
-    job.run_isolated = False
-    job.progress = max(job.progress, STAGE_SPAN[following][0])
+    low = STAGE_SPAN[following][0]
+    now = utcnow()
+    rows = session.execute(
+        update(JOBS)
+        .where(c.id == job_id, c.status.not_in(TERMINAL), c[marker].is_(None))
+        .values(
+            **values,
+            **{marker: now},
+            stage=following,
+            stage_attempts=0,
+            lost_runs=0,
+            crashes=0,
+            run_id=None,
+            run_owner=None,
+            run_isolated=False,
+            progress=case((c.progress < low, low), else_=c.progress),
+            updated_at=now,
+        )
+        .returning(*STATE_COLUMNS)
+    ).all()
+    if rows:
+        job_events.announce(session, [job_events.JobState.from_row(row) for row in rows])
+        return Advance.ADVANCED
+    job = snapshot(session, job_id)
+    return Advance.ENDED if job is None or job.terminal else Advance.DONE
 
 
 def _end(job: Job, status: str) -> None:

@@ -205,23 +205,31 @@ def test_a_lost_multipart_upload_starts_over_on_retry(settings: Settings, tenant
 
 
 def test_a_cancel_during_the_upload_aborts_the_multipart_upload(settings: Settings, tenant: TenantKeys,
-                                                                 stub_broker) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+                                                                 stub_broker, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
     import dataclasses
 
-    from actors.storage import MIN_PART_SIZE
+    from actors.storage import MIN_PART_SIZE, FileStore
     from models.settings import configure
 
     configure(dataclasses.replace(settings, part_size=MIN_PART_SIZE))
     job_id = staged_job(settings, tenant, os.urandom(MIN_PART_SIZE * 3))
     run_stage(assemble, job_id)
-    with session_scope() as session:
-        jobs.begin_stage(session, job_id, "upload", "test:1")
-        job = jobs.load_job(session, job_id)
-        assert job is not None
-        jobs.cancel(job)  # lands while the upload stage runs
-    upload.fn(job_id)
+    send_part = FileStore.upload_part
+    cancelled = threading.Event()
+
+    def cancel_first(store: FileStore, *args: object) -> str:
+        if not cancelled.is_set():  # the cancel lands while the first part goes up
+            cancelled.set()
+            with session_scope() as session:
+                job = jobs.load_job(session, job_id, for_update=True)
+                assert job is not None
+                jobs.cancel(job)
+        return send_part(store, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FileStore, "upload_part", cancel_first)
+    run_stage(upload, job_id)
     job = load(job_id)
-    assert job.status == jobs.CANCELLED and job.uploaded_at is None
+    assert cancelled.is_set() and job.status == jobs.CANCELLED and job.uploaded_at is None
     store_root = Path(settings.storage_url.removeprefix("file://"))
     assert not (store_root / (job.object_key or "missing")).exists()
     assert list((store_root / ".multipart").iterdir()) == []  # the multipart upload was aborted
