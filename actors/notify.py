@@ -61,9 +61,10 @@ def _guard(allowed: tuple[str, ...]) -> UrlGuard:
 
 
 @cache
-def _pool(allowed: tuple[str, ...], timeout: float) -> urllib3.PoolManager:
-    """One guarded pool per allow-list and timeout, so deliveries reuse keep-alive connections."""
-    return _guard(allowed).pool_manager(timeout)
+def _pool(allowed: tuple[str, ...], timeout: float, maxsize: int) -> urllib3.PoolManager:
+    """One guarded pool per allow-list and timeout, so deliveries reuse keep-alive connections: as
+    many per destination as may be in flight to it, so that none is thrown away after its request."""
+    return _guard(allowed).pool_manager(timeout, maxsize)
 
 
 def url_guard() -> UrlGuard:
@@ -121,6 +122,8 @@ class Prepared:
     url: str
     body: bytes
     secrets: list[str]
+    #: None: the endpoint's breaker lets the attempt go; else when to try again.
+    later: datetime | None
 
 
 def attempt_delivery(message_id: str) -> Outcome | None:
@@ -134,9 +137,8 @@ def attempt_delivery(message_id: str) -> Outcome | None:
     if prepared is None:
         return None
     url, body, secrets = prepared.url, prepared.body, prepared.secrets
-    later = admit(prepared.tenant_id, url)
-    if later is not None:
-        _defer(message_id, later)
+    if prepared.later is not None:
+        _defer(message_id, prepared.later)
         return None
     with destination_slot(url) as acquired:
         if not acquired:
@@ -171,7 +173,7 @@ def attempt_delivery(message_id: str) -> Outcome | None:
             next_delay = max(next_delay, outcome.retry_after or 0)
             event.next_attempt_at = utcnow() + timedelta(seconds=next_delay)
         attempts, status = event.attempts, event.status
-    record_outcome(prepared.tenant_id, url, outcome)  # after the attempt's own record, which clients read
+        record_outcome(session, prepared.tenant_id, url, outcome)
     log.info(
         "webhook %s attempt %d to %s: %s (%s)", message_id, attempts, url, outcome.status_code or outcome.error, status
     )
@@ -181,7 +183,8 @@ def attempt_delivery(message_id: str) -> Outcome | None:
 
 
 def _prepare(message_id: str) -> Prepared | None:
-    """The event to send now, or None when it is not pending or not due yet (then re-scheduled)."""
+    """The event to send now and whether its endpoint's breaker admits it, or None when it is
+    not pending or not due yet (then re-scheduled): one transaction."""
     with session_scope() as session:
         event = session.get(delivery.WebhookEvent, message_id)
         if event is None or event.status != delivery.PENDING:
@@ -191,7 +194,8 @@ def _prepare(message_id: str) -> Prepared | None:
             return None
         tenant = session.get(Tenant, event.tenant_id)
         assert tenant is not None
-        return Prepared(message_id, event.tenant_id, event.url, event.payload.encode(), tenant.signing_secrets())
+        later = admit(session, event.tenant_id, event.url)
+        return Prepared(message_id, event.tenant_id, event.url, event.payload.encode(), tenant.signing_secrets(), later)
 
 
 def _defer(message_id: str, until: datetime) -> None:
@@ -220,7 +224,9 @@ def _send(url: str, body: bytes, secrets: list[str], message_id: str, timeout: f
             retryable=False,
         )
     signed = headers(secrets, message_id, int(time.time()), body)
-    return deliver(url, body, signed, timeout=timeout, pool=_pool(current_settings().webhook_allowed_hosts, timeout))
+    cfg = current_settings()
+    pool = _pool(cfg.webhook_allowed_hosts, timeout, cfg.webhook_max_in_flight_per_destination)
+    return deliver(url, body, signed, timeout=timeout, pool=pool)
 
 
 def _schedule(message_id: str, delay_seconds: float) -> None:

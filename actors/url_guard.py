@@ -211,7 +211,7 @@ class UrlGuard:
                 details={"host": host, "address": address, "reason": reason},
             )
 
-    def pool_manager(self, timeout: float) -> urllib3.PoolManager:
+    def pool_manager(self, timeout: float, maxsize: int = 1) -> urllib3.PoolManager:
         """A PoolManager for webhook deliveries whose connections check the peer address.
 
         Redirects are never followed (a redirect could point anywhere, and the receiver should fix its
@@ -219,11 +219,14 @@ class UrlGuard:
 
         Parameters:
             timeout: connect and read timeout, in seconds, of each socket operation.
+            maxsize: keep-alive connections kept per destination (more may be open at once; the
+                extra ones are closed after their request).
         """
         return _GuardedPoolManager(
             self,
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
             retries=False,
+            maxsize=maxsize,
         )
 
     def _refusal(self, address: str) -> str | None:

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 from dramatiq.rate_limits import ConcurrentRateLimiter, RateLimiterBackend
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
+from sqlalchemy.orm import Session
 
 from actors.webhooks import Outcome
 from models import endpoint
-from models.db import session_scope
 from models.settings import Settings, current_settings
 
 #: A slot outlives the longest attempt (connect, read, and reading the answer), then lapses by
@@ -64,16 +64,15 @@ def breaker(settings: Settings) -> endpoint.Breaker:
     )
 
 
-def admit(tenant_id: str, url: str) -> datetime | None:
-    """None when an attempt to ``url`` may go now; else when to try again (the breaker is open)."""
-    with session_scope() as session:
-        return endpoint.admit(session, tenant_id, url)
+def admit(session: Session, tenant_id: str, url: str) -> datetime | None:
+    """None when an attempt to ``url`` may go now; else when to try again (the breaker is open).
+    In the caller's transaction (the one that reads the event to send)."""
+    return endpoint.admit(session, tenant_id, url)
 
 
-def record_outcome(tenant_id: str, url: str, outcome: Outcome) -> None:
-    """Count an attempt for the breaker. Answers that say nothing of the consumer's health (410,
-    or the address guard refusing) are not counted."""
+def record_outcome(session: Session, tenant_id: str, url: str, outcome: Outcome) -> None:
+    """Count an attempt for the breaker, in the transaction that records the attempt. Answers
+    that say nothing of the consumer's health (410, or the address guard refusing) are not counted."""
     if not outcome.ok and not outcome.retryable:
         return
-    with session_scope() as session:
-        endpoint.record(session, tenant_id, url, outcome.ok, outcome.error, breaker(current_settings()))
+    endpoint.record(session, tenant_id, url, outcome.ok, outcome.error, breaker(current_settings()))
