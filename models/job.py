@@ -8,6 +8,7 @@ message (a SIGKILLed worker's message comes back without its retry counter movin
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass, fields
@@ -25,14 +26,17 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     case,
     event,
     func,
+    literal,
     or_,
     select,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, defer, mapped_column
+from sqlalchemy.sql.expression import BindParameter, ColumnElement, Update
 
 from models import job_events
 from models.db import Base, utcnow
@@ -295,35 +299,10 @@ def begin_stage(session: Session, job_id: str, stage: str, owner: str) -> StageR
         ``RUN`` to do the work; ``DONE`` when the stage already finished (a redelivery: the
         actor returns at once so the pipeline moves on); ``SKIP`` when the job is gone or over.
     """
-    c = JOBS.c
-    marker = STAGE_MARKERS.get(stage)
-    low = STAGE_SPAN[stage][0]
-    same = c.stage == stage  # NULL (a queued job) counts as another stage, as in Python
-    isolated = and_(same, or_(c.run_id.is_not(None), c.lost_runs > 0, c.crashes > 0))
-    # The visible state before the update, so that only a change is announced.
-    before = select(c.id, c.status, c.stage, c.progress).where(c.id == job_id).with_for_update().cte("before")
-    run_id = uuid.uuid4().hex
     now = utcnow()
-    statement = (
-        update(JOBS)
-        .where(c.id == before.c.id, c.status.not_in(TERMINAL), *([c[marker].is_(None)] if marker else []))
-        .values(
-            status=PROCESSING,
-            stage=stage,
-            stage_attempts=case((same, c.stage_attempts + 1), else_=1),
-            lost_runs=case((and_(same, c.run_id.is_not(None)), c.lost_runs + 1), (same, c.lost_runs), else_=0),
-            crashes=case((same, c.crashes), else_=0),
-            attempts=c.attempts + 1,
-            run_isolated=case((isolated, True), else_=False),
-            run_id=run_id,
-            run_owner=case((isolated, None), else_=owner),  # an isolated run's child names itself (claim_run)
-            started_at=func.coalesce(c.started_at, now),
-            progress=case((c.progress < low, low), else_=c.progress),
-            updated_at=now,
-        )
-        .returning(*SNAPSHOT_COLUMNS, *_MORE_STATE, c.run_isolated, before.c.status, before.c.stage, before.c.progress)
-    )
-    row = session.execute(statement).first()
+    run_id = uuid.uuid4().hex
+    params = {"job_id": job_id, "run_id": run_id, "owner": owner, "now": now}
+    row = session.execute(_begin_statement(stage), params).first()
     if row is None:
         job = snapshot(session, job_id)
         if job is None or job.terminal or not stage_done(job, stage):
@@ -337,6 +316,50 @@ def begin_stage(session: Session, job_id: str, stage: str, owner: str) -> StageR
                                     updated_at, credential_id)  # fmt: skip
         job_events.announce(session, [state])
     return StageRun(StageVerdict.RUN, run_id, bool(isolate), job)
+
+
+def _not_ended() -> ColumnElement[bool]:
+    """``status`` is not a terminal one (spelled out: an expanding IN would be compiled per call)."""
+    return and_(*(JOBS.c.status != literal(status) for status in sorted(TERMINAL)))
+
+
+def _param(name: str, column: str) -> BindParameter[Any]:
+    return bindparam(name, type_=JOBS.c[column].type)
+
+
+@functools.cache
+def _begin_statement(stage: str) -> Update:
+    """``begin_stage``'s statement for ``stage``, built once (parameters: job_id, run_id, owner, now)."""
+    c = JOBS.c
+    marker = STAGE_MARKERS.get(stage)
+    low = literal(STAGE_SPAN[stage][0])
+    same = c.stage == literal(stage)  # NULL (a queued job) counts as another stage, as in Python
+    isolated = and_(same, or_(c.run_id.is_not(None), c.lost_runs > 0, c.crashes > 0))
+    # The visible state before the update, so that only a change is announced.
+    before = select(c.id, c.status, c.stage, c.progress).where(c.id == bindparam("job_id")).with_for_update()
+    before_cte = before.cte("before")
+    now = _param("now", "updated_at")
+    return (
+        update(JOBS)
+        .where(c.id == before_cte.c.id, _not_ended(), *([c[marker].is_(None)] if marker else []))
+        .values(
+            status=literal(PROCESSING),
+            stage=literal(stage),
+            stage_attempts=case((same, c.stage_attempts + 1), else_=1),
+            lost_runs=case((and_(same, c.run_id.is_not(None)), c.lost_runs + 1), (same, c.lost_runs), else_=0),
+            crashes=case((same, c.crashes), else_=0),
+            attempts=c.attempts + 1,
+            run_isolated=case((isolated, True), else_=False),
+            run_id=_param("run_id", "run_id"),
+            # An isolated run's child names itself (claim_run).
+            run_owner=case((isolated, None), else_=_param("owner", "run_owner")),
+            started_at=func.coalesce(c.started_at, now),
+            progress=case((c.progress < low, low), else_=c.progress),
+            updated_at=now,
+        )
+        .returning(*SNAPSHOT_COLUMNS, *_MORE_STATE, c.run_isolated, before_cte.c.status, before_cte.c.stage,
+                   before_cte.c.progress)  # fmt: skip
+    )
 
 
 def stage_done(job: Job | JobSnapshot, stage: str) -> bool:
@@ -420,18 +443,30 @@ def advance_stage(session: Session, job_id: str, finished_stage: str, **values: 
         An ``Advance``: ``ADVANCED``; ``ENDED`` when the job ended (cancelled) or is gone, and
         nothing was written; ``DONE`` when another run of the stage recorded it first.
     """
+    statement = _advance_statement(finished_stage, tuple(sorted(values)))
+    rows = session.execute(statement, {**values, "job_id": job_id, "now": utcnow()}).all()
+    if rows:
+        job_events.announce(session, [job_events.JobState.from_row(row) for row in rows])
+        return Advance.ADVANCED
+    job = snapshot(session, job_id)
+    return Advance.ENDED if job is None or job.terminal else Advance.DONE
+
+
+@functools.cache
+def _advance_statement(finished_stage: str, columns: tuple[str, ...]) -> Update:
+    """``advance_stage``'s statement, built once per stage and set of output columns."""
     c = JOBS.c
     marker = STAGE_MARKERS[finished_stage]
     following = STAGES[STAGES.index(finished_stage) + 1]
-    low = STAGE_SPAN[following][0]
-    now = utcnow()
-    rows = session.execute(
+    low = literal(STAGE_SPAN[following][0])
+    now = _param("now", "updated_at")
+    return (
         update(JOBS)
-        .where(c.id == job_id, c.status.not_in(TERMINAL), c[marker].is_(None))
+        .where(c.id == bindparam("job_id"), _not_ended(), c[marker].is_(None))
         .values(
-            **values,
+            **{column: _param(column, column) for column in columns},
             **{marker: now},
-            stage=following,
+            stage=literal(following),
             stage_attempts=0,
             lost_runs=0,
             crashes=0,
@@ -442,12 +477,7 @@ def advance_stage(session: Session, job_id: str, finished_stage: str, **values: 
             updated_at=now,
         )
         .returning(*STATE_COLUMNS)
-    ).all()
-    if rows:
-        job_events.announce(session, [job_events.JobState.from_row(row) for row in rows])
-        return Advance.ADVANCED
-    job = snapshot(session, job_id)
-    return Advance.ENDED if job is None or job.terminal else Advance.DONE
+    )
 
 
 def _end(job: Job, status: str) -> None:
