@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint, select, update
+from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -113,9 +113,16 @@ def admit(session: Session, tenant_id: str, url: str, now: datetime | None = Non
 
 def record(
     session: Session, tenant_id: str, url: str, ok: bool, error: str | None, breaker: Breaker
-) -> WebhookEndpoint:
-    """Count one delivery's outcome, opening or closing the breaker as it says."""
+) -> WebhookEndpoint | None:
+    """Count one delivery's outcome, opening or closing the breaker as it says.
+
+    Returns:
+        The endpoint after a failure; None after a success, which is one ``UPDATE`` whatever
+        the breaker's state (the common case: no read, no object).
+    """
     now = utcnow()
+    if ok and _closed_by_success(session, tenant_id, url, now):
+        return None
     endpoint = get_or_create(session, tenant_id, url, for_update=True)
     if ok:
         endpoint.state, endpoint.consecutive_failures, endpoint.cooldown_seconds = CLOSED, 0, 0.0
@@ -133,6 +140,25 @@ def record(
     endpoint.state = OPEN
     endpoint.retry_at = now + timedelta(seconds=endpoint.cooldown_seconds)
     return endpoint
+
+
+def _closed_by_success(session: Session, tenant_id: str, url: str, now: datetime) -> bool:
+    """Close the breaker of an endpoint that answered; False if it has no row yet."""
+    done = session.execute(
+        _SUCCESS,
+        {"b_tenant_id": tenant_id, "b_url_hash": url_hash(url), "now": now},
+    )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+_TABLE = Base.metadata.tables["webhook_endpoints"].c
+#: A success's statement, built once (parameters: b_tenant_id, b_url_hash, now).
+_SUCCESS = (
+    update(Base.metadata.tables["webhook_endpoints"])
+    .where(_TABLE.tenant_id == bindparam("b_tenant_id"), _TABLE.url_hash == bindparam("b_url_hash"))
+    .values(state=CLOSED, consecutive_failures=0, cooldown_seconds=0.0, retry_at=None, opened_at=None,
+            last_success_at=bindparam("now", type_=_TABLE.last_success_at.type))  # fmt: skip
+)
 
 
 def reset(session: Session, endpoint: WebhookEndpoint) -> None:
