@@ -76,7 +76,7 @@ def url_guard() -> UrlGuard:
 def notify(job_id: str) -> None:
     """Complete an extracted job, then deliver its ending as a webhook event."""
     with session_scope() as session:
-        job = jobs.load_job(session, job_id, for_update=True)
+        job = jobs.load_job(session, job_id, for_update=True, view_only=True)  # the event shows no result
         if job is None:
             return
         if job.status == jobs.PROCESSING and job.extracted_at is not None:

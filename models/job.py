@@ -200,9 +200,11 @@ def get_job(session: Session, tenant_id: str, job_id: str, *, for_update: bool =
     return job
 
 
-def load_job(session: Session, job_id: str, *, for_update: bool = False) -> Job | None:
-    """A job by id alone, for the workers."""
+def load_job(session: Session, job_id: str, *, for_update: bool = False, view_only: bool = False) -> Job | None:
+    """A job by id alone, for the workers (``view_only``: without the columns a job view does not show)."""
     query = select(Job).where(Job.id == job_id)
+    if view_only:
+        query = query.options(*(defer(column) for column in HEAVY_COLUMNS))
     if for_update:
         query = query.with_for_update()
     return session.scalar(query)
