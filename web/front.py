@@ -67,6 +67,8 @@ MAX_THROTTLED = 10_000
 #: Bytes of an upload body read (in memory) before it is passed on as it arrives: a body that
 #: ends sooner is an ordinary complete request, and a client must send this much to stream.
 STREAM_AFTER = MEMORY_BUFFER - READ_SIZE
+#: Largest read of a streamed body past h11 (``Front._pump``).
+BODY_BLOCK = 1024 * 1024
 #: Upload routes whose large bodies stream (``_streams``): method and path prefix, or exact path for POST.
 STREAMED_PUT_PATCH = (b"/v1/uploads/", b"/v1/tus/")
 STREAMED_POST = frozenset({b"/v1/jobs", b"/v1/tus"})
@@ -141,6 +143,12 @@ def _streams(request: h11.Request) -> bool:
     if request.method in (b"PUT", b"PATCH"):
         return path.startswith(STREAMED_PUT_PATCH)
     return request.method == b"POST" and path in STREAMED_POST
+
+
+def _keeps_alive(request: h11.Request) -> bool:
+    """The client means to send another request on this connection (HTTP/1.1, no close)."""
+    connection = (_header(request.headers, b"connection") or "").lower()
+    return request.http_version == b"1.1" and "close" not in connection
 
 
 def _keeps_partial(request: h11.Request) -> bool:
@@ -264,7 +272,10 @@ class Front:
                 if streams and conn.their_state is h11.SEND_BODY and self.streaming < self.config.max_streams:
                     if upstream is not None:
                         upstream.close()
-                    upstream = await self._stream(request, body, peer, conn, reader, writer)
+                    upstream, raw = await self._stream(request, body, peer, conn, reader, writer)
+                    if raw and conn.our_state is h11.DONE and _keeps_alive(request):
+                        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+                        continue
                     if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                         return
                     conn.start_next_cycle()
@@ -389,9 +400,10 @@ class Front:
         conn: h11.Connection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-    ) -> _Upstream | None:
+    ) -> tuple[_Upstream | None, bool]:
         """Pass on a body whose first bytes are in ``head`` as the rest arrives, and the answer
-        back; returns the upstream connection if it can be used again.
+        back; returns the upstream connection if it can be used again, and whether the body went
+        past ``conn`` (``_pump``).
 
         The body goes up while the answer is read, as in ``_forward``. When the app answers
         before it has read everything (a 404, a 413), the rest of the body is still read (and
@@ -408,7 +420,7 @@ class Front:
                 raise _Refuse(503, "service_unavailable", "the API is starting or restarting; try again")
             length = int(_header(request.headers, b"content-length") or 0)
             await _send(upstream.writer, upstream.conn, _upstream_request(request, length, peer))
-            pump = asyncio.create_task(self._pump(head, conn, reader, upstream))
+            pump = asyncio.create_task(self._pump(head, length - _size(head), conn, reader, upstream))
             answered = [False]
             relay = asyncio.create_task(self._relay_response(upstream, conn, writer, answered))
             try:
@@ -419,7 +431,7 @@ class Front:
                         await relay
                     await self._after_cut(request, upstream, pump.exception(), answered[0])
                     upstream = None
-                    return None
+                    return None, False
                 try:
                     throttle = await relay
                 except (ConnectionError, OSError, h11.RemoteProtocolError):
@@ -428,7 +440,7 @@ class Front:
                     raise _Refuse(502, "bad_gateway", "the API closed the connection without answering") from None
                 if throttle is not None:
                     self._remember(request, throttle)
-                await pump  # the rest of a body the app answered early (its stall limit holds)
+                raw = await pump  # the rest of a body the app answered early (its stall limit holds)
             finally:
                 for task in (pump, relay):
                     task.cancel()
@@ -436,8 +448,8 @@ class Front:
             if upstream.conn.our_state is h11.DONE and upstream.conn.their_state is h11.DONE:
                 upstream.conn.start_next_cycle()
                 kept, upstream = upstream, None
-                return kept
-            return None
+                return kept, raw
+            return None, raw
         except _ClientGone as e:
             raise ConnectionError(str(e)) from None
         finally:
@@ -447,10 +459,20 @@ class Front:
                 upstream.close()
 
     async def _pump(
-        self, head: IO[bytes], conn: h11.Connection, reader: asyncio.StreamReader, upstream: _Upstream
-    ) -> None:
+        self, head: IO[bytes], remaining: int, conn: h11.Connection, reader: asyncio.StreamReader,
+        upstream: _Upstream,
+    ) -> bool:  # fmt: skip
         """Send ``head``, then the client's body as it arrives, to gunicorn; once gunicorn stops
         taking it (it answered early and closed), read the rest of the body and drop it.
+
+        What h11 already holds of the body goes through it; the rest (``remaining`` bytes less
+        that) goes straight from one socket to the other in blocks of up to ``BODY_BLOCK``,
+        bypassing h11 on both sides (each pass through it copied every block twice more), and
+        exactly that many bytes are read, so a next request on the connection stays unread.
+
+        Returns:
+            True when the body went past h11 that way: ``conn`` then never saw its end, and the
+            next request on the connection needs a fresh ``h11.Connection``.
 
         Raises:
             _ClientGone: the client went away or broke the protocol mid-body.
@@ -467,18 +489,34 @@ class Front:
                     passing = False
 
         await up(h11.Data(data=head.read()))
-        while True:
+        try:
+            while (event := conn.next_event()) is not h11.NEED_DATA:
+                if isinstance(event, h11.Data):
+                    remaining -= len(event.data)
+                    await up(event)
+                elif isinstance(event, h11.EndOfMessage):
+                    await up(h11.EndOfMessage())
+                    return False
+                else:
+                    raise _ClientGone("the client closed the connection mid-body")
+        except h11.RemoteProtocolError as e:
+            raise _ClientGone(f"the client broke the protocol mid-body: {e}") from None
+        while remaining > 0:
             try:
-                event = await self._receive(conn, reader, self.config.body_stall)
-            except (h11.RemoteProtocolError, ConnectionError, asyncio.IncompleteReadError) as e:
+                async with asyncio.timeout(self.config.body_stall):
+                    data = await reader.read(min(BODY_BLOCK, remaining))
+            except ConnectionError as e:
                 raise _ClientGone(f"the client went away mid-body: {e}") from None
-            if isinstance(event, h11.Data):
-                await up(event)
-            elif isinstance(event, h11.EndOfMessage):
-                await up(h11.EndOfMessage())
-                return
-            else:
+            if not data:
                 raise _ClientGone("the client closed the connection mid-body")
+            remaining -= len(data)
+            if passing:
+                try:
+                    upstream.writer.write(data)
+                    await upstream.writer.drain()
+                except (ConnectionError, OSError):
+                    passing = False
+        return True
 
     async def _after_cut(self, request: h11.Request, upstream: _Upstream, error: BaseException | None,
                          answered: bool) -> None:  # fmt: skip

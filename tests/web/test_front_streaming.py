@@ -76,6 +76,36 @@ def test_a_large_chunk_is_streamed_and_stored_whole(web: tuple[str, dict[str, st
     assert shown["received"] == [0] and shown["bytes_received"] == SIZE
 
 
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """One whole response of known length from ``sock``: (status, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed before an answer"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_the_connection_serves_the_next_request_after_a_streamed_body(web: tuple[str, dict[str, str]]) -> None:
+    """The front passes most of a streamed body on past its HTTP parser: the client's connection
+    still serves the next request, sent on it at once after the body (pipelined)."""
+    base, headers = web
+    upload_id = open_upload(base, headers)
+    with raw_put_head(base, headers, upload_id, SIZE) as sock:
+        sock.sendall(os.urandom(SIZE) + f"GET /v1/uploads/{upload_id} HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: {headers['Authorization']}\r\n\r\n".encode())  # fmt: skip
+        status, _ = read_response(sock)
+        assert status == 200
+        status, body = read_response(sock)
+        assert status == 200 and b'"received":[0]' in body.replace(b" ", b"")
+
+
 def test_an_answer_before_the_body_is_read_reaches_the_client(web: tuple[str, dict[str, str]]) -> None:
     """The app answers 404 without reading the body: the front reads the rest and drops it, so
     the client, still sending, hears the 404 rather than a reset connection."""
