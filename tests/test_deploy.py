@@ -472,9 +472,7 @@ def test_k8s_schemas() -> None:
 
 
 def test_nginx_config_syntax(tmp_path: Path) -> None:
-    nginx = os.environ.get("CHUTE_NGINX_BIN") or shutil.which("nginx")
-    if not nginx:
-        pytest.skip("no nginx binary (set CHUTE_NGINX_BIN to use one off PATH)")
+    nginx = os.environ.get("CHUTE_NGINX_BIN") or _required_tool("nginx", "apt-get install nginx-light")
     # The file is a server block for conf.d/: wrap it in a minimal main config whose paths
     # all point into tmp_path, so the test needs no root and touches nothing global.
     (tmp_path / "logs").mkdir()
