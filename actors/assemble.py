@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
@@ -27,9 +28,10 @@ from models.tokens import type_allowed
 log = logging.getLogger(__name__)
 
 
-def staged_file(upload: uploads.Upload, chunks: list[uploads.Chunk]) -> ChunkedFile:
+def staged_file(upload_id: str, chunks: Iterable[tuple[int, int]]) -> ChunkedFile:
+    """The upload's staged chunk files, from its manifest's ``(index, size)`` rows in order."""
     staging_dir = current_settings().staging_dir
-    return ChunkedFile([ChunkFile(staging.chunk_path(staging_dir, upload.id, c.index), c.size) for c in chunks])
+    return ChunkedFile([ChunkFile(staging.chunk_path(staging_dir, upload_id, index), size) for index, size in chunks])
 
 
 def read_upload(session: Session, job: jobs.JobSnapshot) -> tuple[uploads.Upload, list[uploads.Chunk]]:
@@ -53,7 +55,7 @@ def assemble(job_id: str, start: StageStart) -> None:
     whole = hashlib.sha256()
     done = 0
     progress = ProgressThrottle()
-    file = staged_file(upload, chunks)
+    file = staged_file(upload.id, ((c.index, c.size) for c in chunks))
     for chunk, part in zip(chunks, file.chunks, strict=True):
         digest = hashlib.sha256()
         size = 0

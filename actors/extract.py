@@ -12,12 +12,15 @@ import contextlib
 import logging
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from actors.assemble import staged_file
+from actors.chunkio import ChunkedFile
 from actors.cleanup import release_job
 from actors.extract_source import fetch_source
 from actors.extraction import Extraction, ExtractLimits, extract_file
@@ -35,12 +38,23 @@ from models.settings import current_settings
 log = logging.getLogger(__name__)
 
 
-def read_ocr_mode(session: Session, job: jobs.JobSnapshot) -> str:
-    """The OCR mode the job's upload asked for (read where the stage's run is recorded)."""
-    return session.scalar(select(uploads.Upload.ocr).where(uploads.Upload.id == job.upload_id)) or "auto"
+@dataclass(frozen=True)
+class ExtractInput:
+    """What extract reads where its run is recorded: the OCR mode the upload asked for, and the
+    staged chunks by the upload's manifest (none for a kind extract does not parse)."""
+
+    ocr_mode: str
+    staged: ChunkedFile
 
 
-@stage_actor("extract", prepare=read_ocr_mode)
+def read_extract_input(session: Session, job: jobs.JobSnapshot) -> ExtractInput:
+    ocr_mode = session.scalar(select(uploads.Upload.ocr).where(uploads.Upload.id == job.upload_id)) or "auto"
+    parsed = (job.kind or "other") in staging.EXTRACTED_KINDS
+    manifest = uploads.chunk_manifest(session, job.upload_id) if parsed else []
+    return ExtractInput(ocr_mode, staged_file(job.upload_id, manifest))
+
+
+@stage_actor("extract", prepare=read_extract_input)
 def extract(job_id: str, start: StageStart) -> None:
     """Extract, store the derivatives, and record the result on the job."""
     settings = current_settings()
@@ -48,9 +62,9 @@ def extract(job_id: str, start: StageStart) -> None:
     job = start.job
     if job.extracted_at is not None or start.prepared is None:
         return
-    ocr_mode: str = start.prepared
+    prepared: ExtractInput = start.prepared
     key, kind, mime = job.object_key, job.kind or "other", job.detected_type or "application/octet-stream"
-    upload_id, size, sha256 = job.upload_id, job.size, job.sha256
+    upload_id = job.upload_id
     assert key is not None
     result: dict[str, Any] = {
         "object": {"bucket": job.object_bucket, "key": key, "size": job.size, "sha256": job.sha256},
@@ -67,9 +81,9 @@ def extract(job_id: str, start: StageStart) -> None:
         (scratch / "out").mkdir(parents=True)
         try:
             source = scratch / "source"
-            fetch_source(store, key, settings.staging_dir, upload_id, size, sha256, source)
+            fetch_source(store, key, prepared.staged, job.size, job.sha256, source)
             tesseract = probe(tuple(settings.ocr_languages)).command
-            limits = ExtractLimits.from_settings(settings, ocr_mode=ocr_mode, tesseract=tesseract)
+            limits = ExtractLimits.from_settings(settings, ocr_mode=prepared.ocr_mode, tesseract=tesseract)
             extraction = extract_file(source, scratch / "out", limits)
             result.update(_store_extraction(store, job, extraction))
         finally:
@@ -115,4 +129,3 @@ def _store_extraction(store: ObjectStore, job: jobs.JobSnapshot, extraction: Ext
         out["ocr"] = extraction.ocr
         out["ocr_error"] = extraction.ocr_error
     return out
-

@@ -18,9 +18,8 @@ import os
 import shutil
 from pathlib import Path
 
-from actors.chunkio import READ_SIZE
+from actors.chunkio import READ_SIZE, ChunkedFile
 from actors.storage import ObjectStore
-from models import staging
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +28,9 @@ STAGED, STORE = "staged", "store"
 
 
 def fetch_source(
-    store: ObjectStore, key: str, staging_dir: str, upload_id: str, size: int | None, sha256: str | None, dest: Path
+    store: ObjectStore, key: str, staged: ChunkedFile, size: int | None, sha256: str | None, dest: Path
 ) -> str:
-    """Put the job's file at ``dest``, from the staged chunks if they are intact, else from ``key``.
+    """Put the job's file at ``dest``, from its ``staged`` chunks if they are intact, else from ``key``.
 
     Returns:
         :data:`STAGED` or :data:`STORE`.
@@ -39,19 +38,19 @@ def fetch_source(
     Raises:
         Whatever the store raises when the download fails.
     """
-    if size is not None and sha256 and _from_staging(staging.upload_dir(staging_dir, upload_id), size, sha256, dest):
+    if size is not None and sha256 and _from_staging(staged, size, sha256, dest):
         return STAGED
     dest.unlink(missing_ok=True)
     store.download_to(key, dest)
     return STORE
 
 
-def _from_staging(directory: Path, size: int, sha256: str, dest: Path) -> bool:
+def _from_staging(staged: ChunkedFile, size: int, sha256: str, dest: Path) -> bool:
     """Link or join the chunks into ``dest``; False (and nothing at ``dest``) unless they are the file."""
+    chunks = [chunk.path for chunk in staged.chunks]
+    if not chunks or staged.size != size:  # the manifest is not the verified file's (never after assemble)
+        return False
     try:
-        chunks = sorted(directory.glob("*.chunk"))  # {index:06d}.chunk: name order is index order
-        if not chunks:
-            return False
         if len(chunks) == 1:
             _link(chunks[0], dest)
             digest, length = _hash(dest)
@@ -61,7 +60,7 @@ def _from_staging(directory: Path, size: int, sha256: str, dest: Path) -> bool:
         dest.unlink(missing_ok=True)
         return False
     if length != size or digest != sha256.lower():
-        log.warning("the staged copy in %s is not the verified file; downloading it instead", directory)
+        log.warning("the staged copy in %s is not the verified file; downloading it instead", chunks[0].parent)
         dest.unlink(missing_ok=True)
         return False
     return True

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from actors.assemble import read_upload, staged_file
+from actors.assemble import staged_file
 from actors.chunkio import ChunkedFile
 from actors.cleanup import release_job
 from actors.stage import stage_actor
@@ -25,6 +25,7 @@ from actors.storage import ObjectStore, open_store, part_size_for
 from actors.tracking import StageStart
 from models import job as jobs
 from models import staging
+from models import upload as uploads
 from models.db import session_scope
 from models.errors import FileRejected, MultipartGone
 from models.settings import current_settings
@@ -49,11 +50,10 @@ def derivative_key(job: jobs.Job | jobs.JobSnapshot, filename: str) -> str:
 def prepare_upload(session: Session, job: jobs.JobSnapshot) -> tuple[ChunkedFile, str, str]:
     """Read the chunks, and record where the file goes before any byte does (a cancel in
     between then knows what to remove): (the staged file, the key, the bucket)."""
-    upload_row, chunks = read_upload(session, job)
     key, bucket = job.object_key or object_key(job), open_store(current_settings().storage_url).bucket
     if (key, bucket) != (job.object_key, job.object_bucket):
         jobs.record_object(session, job.id, key, bucket)
-    return staged_file(upload_row, chunks), key, bucket
+    return staged_file(job.upload_id, uploads.chunk_manifest(session, job.upload_id)), key, bucket
 
 
 @stage_actor("upload", prepare=prepare_upload)

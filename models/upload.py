@@ -219,6 +219,13 @@ def chunks(session: Session, upload_id: str) -> list[Chunk]:
     return list(session.scalars(select(Chunk).where(Chunk.upload_id == upload_id).order_by(Chunk.index)))
 
 
+def chunk_manifest(session: Session, upload_id: str) -> list[tuple[int, int]]:
+    """The upload's received chunks as ``(index, size)``, in order: one Core select, no rows
+    to build, for the stages that only need where the bytes are."""
+    query = select(Chunk.index, Chunk.size).where(Chunk.upload_id == upload_id).order_by(Chunk.index)
+    return [(index, size) for index, size in session.execute(query)]
+
+
 def missing_indexes(upload: Upload, received: list[Chunk]) -> list[int]:
     have = {c.index for c in received}
     return [i for i in range(upload.chunk_count) if i not in have]
