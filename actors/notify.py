@@ -35,7 +35,7 @@ from actors.metrics import job_ended, webhook_attempt
 from actors.url_guard import UrlGuard
 from actors.webhook_guards import admit, destination_slot, record_outcome
 from actors.webhooks import Outcome, deliver, event_id, headers
-from models import delivery
+from models import delivery, job_ending
 from models import job as jobs
 from models.db import session_scope, utcnow
 from models.errors import ChuteError
@@ -76,33 +76,20 @@ def url_guard() -> UrlGuard:
 def notify(job_id: str) -> None:
     """Complete an extracted job, then deliver its ending as a webhook event."""
     with session_scope() as session:
-        job = jobs.load_job(session, job_id, for_update=True, view_only=True)  # the event shows no result
-        if job is None:
-            return
-        if job.status == jobs.PROCESSING and job.extracted_at is not None:
-            jobs.complete(job)
+        job, completed = job_ending.complete_or_read(session, job_id)
+        if completed:
             job_ended("completed")
-        if not job.terminal or not job.webhook_url:
+        if job is None or job.status not in jobs.TERMINAL or not job.webhook_url:
             return
         kind = f"job.{job.status}"
-        event = session.query(delivery.WebhookEvent).filter_by(job_id=job_id, type=kind).one_or_none()
-        if event is None:
-            event = delivery.WebhookEvent(
-                id=event_id(),
-                job_id=job_id,
-                tenant_id=job.tenant_id,
-                type=kind,
-                url=job.webhook_url,
-                payload="",
-                status=delivery.PENDING,
-                attempts=0,
-                created_at=utcnow(),
-            )
+        found = job_ending.find_event(session, job_id, kind)
+        if found is None:
+            message_id, pending = event_id(), True
             data = job_view(job, delivery.WebhookState(delivery.PENDING, 0)).model_dump(mode="json")
-            event.payload = json.dumps({"type": kind, "timestamp": iso(utcnow()), "data": data}, separators=(",", ":"))
-            session.add(event)
-        pending = event.status == delivery.PENDING and event.attempts == 0
-        message_id = event.id
+            payload = json.dumps({"type": kind, "timestamp": iso(utcnow()), "data": data}, separators=(",", ":"))
+            job_ending.add_event(session, job, kind, message_id, payload)
+        else:
+            message_id, pending = found
     if pending:
         deliver_webhook.send(message_id)
 
