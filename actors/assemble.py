@@ -28,17 +28,17 @@ from models.tokens import type_allowed
 log = logging.getLogger(__name__)
 
 
-def staged_file(upload_id: str, chunks: Iterable[tuple[int, int]]) -> ChunkedFile:
-    """The upload's staged chunk files, from its manifest's ``(index, size)`` rows in order."""
+def staged_file(upload_id: str, chunks: Iterable[uploads.ChunkEntry]) -> ChunkedFile:
+    """The upload's staged chunk files, in its manifest's order."""
     staging_dir = current_settings().staging_dir
-    return ChunkedFile([ChunkFile(staging.chunk_path(staging_dir, upload_id, index), size) for index, size in chunks])
+    return ChunkedFile([ChunkFile(staging.chunk_path(staging_dir, upload_id, c.index), c.size) for c in chunks])
 
 
-def read_upload(session: Session, job: jobs.JobSnapshot) -> tuple[uploads.Upload, list[uploads.Chunk]]:
+def read_upload(session: Session, job: jobs.JobSnapshot) -> uploads.StagedUpload:
     """The job's upload and its chunks, in order (read where the stage's run is recorded)."""
-    upload = session.get(uploads.Upload, job.upload_id)
-    assert upload is not None
-    return upload, uploads.chunks(session, upload.id)
+    upload = uploads.staged_upload(session, job.upload_id)
+    assert upload is not None  # the job's foreign key
+    return upload
 
 
 @stage_actor("assemble", prepare=read_upload)
@@ -46,8 +46,9 @@ def assemble(job_id: str, start: StageStart) -> None:
     """Check the chunks and the file's checksum; record size, sha256 and detected type."""
     if start.job.assembled_at is not None or start.prepared is None:
         return
-    upload, chunks = start.prepared
-    missing = uploads.missing_indexes(upload, chunks)
+    upload: uploads.StagedUpload = start.prepared
+    chunks = upload.chunks
+    missing = uploads.missing_indexes(upload.chunk_count, (c.index for c in chunks))
     declared_sha256 = upload.sha256
     if missing:
         raise FileRejected(f"{len(missing)} chunks are missing", code="incomplete_upload")
@@ -55,7 +56,7 @@ def assemble(job_id: str, start: StageStart) -> None:
     whole = hashlib.sha256()
     done = 0
     progress = ProgressThrottle()
-    file = staged_file(upload.id, ((c.index, c.size) for c in chunks))
+    file = staged_file(upload.id, chunks)
     for chunk, part in zip(chunks, file.chunks, strict=True):
         digest = hashlib.sha256()
         size = 0

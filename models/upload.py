@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, false, select, update
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, bindparam, false, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -219,16 +221,55 @@ def chunks(session: Session, upload_id: str) -> list[Chunk]:
     return list(session.scalars(select(Chunk).where(Chunk.upload_id == upload_id).order_by(Chunk.index)))
 
 
-def chunk_manifest(session: Session, upload_id: str) -> list[tuple[int, int]]:
-    """The upload's received chunks as ``(index, size)``, in order: one Core select, no rows
-    to build, for the stages that only need where the bytes are."""
-    query = select(Chunk.index, Chunk.size).where(Chunk.upload_id == upload_id).order_by(Chunk.index)
-    return [(index, size) for index, size in session.execute(query)]
+_UPLOADS, _CHUNKS = Base.metadata.tables["uploads"].c, Base.metadata.tables["upload_chunks"].c
+#: The stages' reads, as table-column selects built once (no ORM entities to compile or load).
+_CHECKED = select(_UPLOADS.chunk_count, _UPLOADS.sha256, _UPLOADS.allowed_types).where(
+    _UPLOADS.id == bindparam("upload_id")
+)
+_MANIFEST = (
+    select(_CHUNKS.index, _CHUNKS.size, _CHUNKS.sha256)
+    .where(_CHUNKS.upload_id == bindparam("upload_id"))
+    .order_by(_CHUNKS.index)
+)
 
 
-def missing_indexes(upload: Upload, received: list[Chunk]) -> list[int]:
-    have = {c.index for c in received}
-    return [i for i in range(upload.chunk_count) if i not in have]
+@dataclass(frozen=True, slots=True)
+class ChunkEntry:
+    """One received chunk as its manifest records it."""
+
+    index: int
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class StagedUpload:
+    """What assemble checks a completed upload's staged chunks against."""
+
+    id: str
+    chunk_count: int
+    sha256: str | None
+    allowed_types: list[Any] | None
+    chunks: list[ChunkEntry]
+
+
+def chunk_manifest(session: Session, upload_id: str) -> list[ChunkEntry]:
+    """The upload's received chunks, in order."""
+    return [ChunkEntry(*row) for row in session.execute(_MANIFEST, {"upload_id": upload_id})]
+
+
+def staged_upload(session: Session, upload_id: str) -> StagedUpload | None:
+    """The upload's declared checksum, allowed types and chunk manifest (None: no such upload)."""
+    row = session.execute(_CHECKED, {"upload_id": upload_id}).first()
+    if row is None:
+        return None
+    return StagedUpload(upload_id, row.chunk_count, row.sha256, row.allowed_types, chunk_manifest(session, upload_id))
+
+
+def missing_indexes(chunk_count: int, received: Iterable[int]) -> list[int]:
+    """The chunk indexes of ``range(chunk_count)`` not among ``received``."""
+    have = set(received)
+    return [i for i in range(chunk_count) if i not in have]
 
 
 def expire_uploads(session: Session, now: datetime | None = None) -> list[str]:

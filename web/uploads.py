@@ -79,7 +79,7 @@ def upload_view(upload: uploads.Upload, received: list[uploads.Chunk]) -> Upload
         chunk_count=upload.chunk_count,
         status=upload.status,  # type: ignore[arg-type]
         received=[c.index for c in received],
-        missing=uploads.missing_indexes(upload, received),
+        missing=uploads.missing_indexes(upload.chunk_count, (c.index for c in received)),
         bytes_received=sum(c.size for c in received),
         job_id=upload.job_id,
         metadata=upload.meta or {},
@@ -241,7 +241,8 @@ def complete(upload_id: str) -> tuple[UploadCompleted, int, dict[str, str]]:
         else:
             uploads.ensure_chunked(upload)
             uploads.ensure_receiving(upload)
-            missing = uploads.missing_indexes(upload, uploads.chunks(session, upload_id))
+            received = (c.index for c in uploads.chunk_manifest(session, upload_id))
+            missing = uploads.missing_indexes(upload.chunk_count, received)
             if missing:
                 raise Conflict(
                     f"{len(missing)} of {upload.chunk_count} chunks are missing",
