@@ -21,12 +21,14 @@ class ExtractionWarmup(Middleware):
     The fork server's start (its imports: the actors package, Pillow with its plugins, pypdf,
     pdfplumber) took most of a second on the dev machine, paid by the first PDF or image of
     each worker process; a thread of its own pays it at boot instead. Nothing happens with
-    isolation off.
+    isolation off, or in a worker that does not consume the extract queue (the webhook group):
+    there the fork server and its child would only cost CPU at boot and memory for good.
     """
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         settings = current_settings()
-        if not settings.extract_isolation:
+        consumed = worker.consumer_whitelist
+        if not settings.extract_isolation or (consumed and settings.queue("extract") not in consumed):
             return
         limits = ExtractLimits.from_settings(settings)
         threading.Thread(target=self._warm, args=(limits,), name="chute-extract-warmup", daemon=True).start()
