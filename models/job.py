@@ -588,11 +588,22 @@ def not_extracting(session: Session, job_ids: list[str]) -> list[str]:
 
 def touch(session: Session, job_id: str) -> None:
     """Record that something happened to the job (a re-send), so the next sweep waits again."""
-    session.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow()))
+    session.execute(_TOUCH, {"job_id": job_id, "now": utcnow()})
 
 
 def mark_enqueued(session: Session, job_id: str) -> None:
-    session.execute(update(Job).where(Job.id == job_id, Job.enqueued_at.is_(None)).values(enqueued_at=utcnow()))
+    """Record that the broker confirmed the job's pipeline (the sweeper re-sends it until then)."""
+    session.execute(_ENQUEUED, {"job_id": job_id, "now": utcnow()})
+
+
+# Table statements, built once: an ``update(Job)`` through the session is an ORM bulk update,
+# which works out what to synchronise in the session on every call.
+_TOUCH = update(JOBS).where(JOBS.c.id == bindparam("job_id")).values(updated_at=_param("now", "updated_at"))
+_ENQUEUED = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.enqueued_at.is_(None))
+    .values(enqueued_at=_param("now", "enqueued_at"))
+)
 
 
 def reopen(job: Job) -> str:

@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from models import job as jobs
 from models import upload as uploads
+from models.db import Base
 from models.errors import QuotaExceeded, TooLarge
 from models.settings import Settings
 from models.tenant import Tenant
@@ -67,6 +68,13 @@ def usage_of(session: Session, tenant_id: str) -> Usage:
     return Usage(open_uploads=int(open_count), staged_bytes=int(staged), jobs_in_flight=int(in_flight or 0))
 
 
+_JOBS = Base.metadata.tables["jobs"].c
+#: The tenant's jobs in flight: the only count starting jobs needs (built once).
+_IN_FLIGHT = select(func.count()).where(
+    _JOBS.tenant_id == bindparam("tenant_id"), _JOBS.status.in_((jobs.QUEUED, jobs.PROCESSING))
+)
+
+
 def _locked_tenant(session: Session, tenant_id: str) -> Tenant:
     tenant = session.scalar(select(Tenant).where(Tenant.id == tenant_id).with_for_update())
     assert tenant is not None
@@ -110,14 +118,16 @@ def reserve_upload(session: Session, tenant_id: str, settings: Settings, size: i
                         f"open uploads already reserve {used.staged_bytes} bytes of staging")  # fmt: skip
 
 
-def reserve_jobs(session: Session, tenant_id: str, settings: Settings, count: int = 1) -> None:
-    """Check that the tenant may start ``count`` more jobs.
+def reserve_jobs(session: Session, tenant_id: str, settings: Settings, count: int = 1) -> Limits:
+    """Check that the tenant may start ``count`` more jobs; the tenant's limits, for the rest of
+    the transaction's checks (its row is locked: they cannot change meanwhile).
 
     Raises:
         QuotaExceeded: ``jobs_in_flight_quota_exceeded`` (429).
     """
     limits = limits_of(_locked_tenant(session, tenant_id), settings)
-    used = usage_of(session, tenant_id)
-    if used.jobs_in_flight + count > limits.jobs_in_flight:
-        raise _exceeded("jobs_in_flight", limits.jobs_in_flight, used.jobs_in_flight,
-                        f"{used.jobs_in_flight} jobs are queued or processing; wait for some to finish")  # fmt: skip
+    in_flight = session.execute(_IN_FLIGHT, {"tenant_id": tenant_id}).scalar_one()
+    if in_flight + count > limits.jobs_in_flight:
+        raise _exceeded("jobs_in_flight", limits.jobs_in_flight, in_flight,
+                        f"{in_flight} jobs are queued or processing; wait for some to finish")  # fmt: skip
+    return limits

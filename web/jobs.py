@@ -123,10 +123,10 @@ def create_batch() -> tuple[BatchCreated, int]:
         checked = [_checked_part(part.filename, part.mimetype) for part in parts]
         created = []
         with session_scope() as session:
-            quota.reserve_jobs(session, tenant_id(), cfg, len(parts))
+            limits = quota.reserve_jobs(session, tenant_id(), cfg, len(parts))
             for part, (filename, content_type) in zip(parts, checked, strict=True):
                 writer = writers[writers.index(part.stream)]  # type: ignore[arg-type]
-                quota.reserve_upload(session, tenant_id(), cfg, writer.size, opens=False)
+                quota.check_file_size(limits, writer.size)  # never staged as open uploads: no other quota
                 upload = uploads.create_single_chunk_upload(
                     session,
                     tenant_id(),
