@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from actors.assemble import staged_file
@@ -48,7 +47,7 @@ class ExtractInput:
 
 
 def read_extract_input(session: Session, job: jobs.JobSnapshot) -> ExtractInput:
-    ocr_mode = session.scalar(select(uploads.Upload.ocr).where(uploads.Upload.id == job.upload_id)) or "auto"
+    ocr_mode = uploads.ocr_mode(session, job.upload_id)
     parsed = (job.kind or "other") in staging.EXTRACTED_KINDS
     manifest = uploads.chunk_manifest(session, job.upload_id) if parsed else []
     return ExtractInput(ocr_mode, staged_file(job.upload_id, manifest))

@@ -226,6 +226,7 @@ _UPLOADS, _CHUNKS = Base.metadata.tables["uploads"].c, Base.metadata.tables["upl
 _CHECKED = select(_UPLOADS.chunk_count, _UPLOADS.sha256, _UPLOADS.allowed_types).where(
     _UPLOADS.id == bindparam("upload_id")
 )
+_OCR_MODE = select(_UPLOADS.ocr).where(_UPLOADS.id == bindparam("upload_id"))
 _MANIFEST = (
     select(_CHUNKS.index, _CHUNKS.size, _CHUNKS.sha256)
     .where(_CHUNKS.upload_id == bindparam("upload_id"))
@@ -256,6 +257,11 @@ class StagedUpload:
 def chunk_manifest(session: Session, upload_id: str) -> list[ChunkEntry]:
     """The upload's received chunks, in order."""
     return [ChunkEntry(*row) for row in session.execute(_MANIFEST, {"upload_id": upload_id})]
+
+
+def ocr_mode(session: Session, upload_id: str) -> str:
+    """The OCR mode the upload asked for."""
+    return session.execute(_OCR_MODE, {"upload_id": upload_id}).scalar() or "auto"
 
 
 def staged_upload(session: Session, upload_id: str) -> StagedUpload | None:
