@@ -30,6 +30,7 @@ from sqlalchemy import (
     case,
     event,
     func,
+    insert,
     literal,
     or_,
     select,
@@ -42,7 +43,7 @@ from models import job_events
 from models.db import Base, utcnow
 from models.errors import BadRequest, Conflict, NotFound
 from models.ids import new_id
-from models.upload import COMPLETE, Upload
+from models.upload import COMPLETE, ReceivedFile, Upload
 
 #: Job states.
 QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED = "queued", "processing", "completed", "failed", "cancelled"
@@ -153,11 +154,30 @@ def create_job(session: Session, upload: Upload) -> Job:
     return job
 
 
+def new_job_id() -> str:
+    return new_id("job")
+
+
+def insert_job(session: Session, job_id: str, received: ReceivedFile) -> None:
+    """The job of a file received whole (``upload.record_received_file``), as one table insert,
+    announced as queued."""
+    now = utcnow()
+    values = {"id": job_id, "tenant_id": received.tenant_id, "upload_id": received.id, "filename": received.filename,
+              "content_type": received.content_type, "size": received.size, "sha256": received.sha256,
+              "webhook_url": received.webhook_url, "metadata": received.meta, "credential_id": received.credential_id,
+              "status": QUEUED, "progress": 0.0, "attempts": 0, "stage_attempts": 0, "lost_runs": 0, "crashes": 0,
+              "run_isolated": False, "created_at": now, "updated_at": now}  # fmt: skip
+    session.execute(_ADD_JOB, values)
+    state = job_events.JobState(job_id, received.tenant_id, QUEUED, None, 0.0, None, None, now, received.credential_id)
+    job_events.announce(session, [state])
+
+
 #: Columns a job view never shows (the result can be large); left unloaded by ``view_only``.
 HEAVY_COLUMNS = (Job.result, Job.parts)
 
 #: The jobs table, for the workers' hot paths: single Core statements, no unit of work.
 JOBS: Table = Base.metadata.tables["jobs"]
+_ADD_JOB = insert(JOBS)
 
 #: The columns of a ``job_events.JobState``, in its order.
 STATE_COLUMNS = (JOBS.c.id, JOBS.c.tenant_id, JOBS.c.status, JOBS.c.stage, JOBS.c.progress, JOBS.c.error_code,

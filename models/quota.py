@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from models import job as jobs
@@ -43,7 +43,8 @@ class Usage:
     jobs_in_flight: int
 
 
-def limits_of(tenant: Tenant, settings: Settings) -> Limits:
+def limits_of(tenant: Tenant | Row[*tuple[Any, ...]], settings: Settings) -> Limits:
+    """The tenant's limits, its own where set (``tenant``: the ORM object or a row of its limit columns)."""
     def pick(own: Any, default: Any) -> Any:
         return default if own is None else own
 
@@ -75,10 +76,19 @@ _IN_FLIGHT = select(func.count()).where(
 )
 
 
-def _locked_tenant(session: Session, tenant_id: str) -> Tenant:
-    tenant = session.scalar(select(Tenant).where(Tenant.id == tenant_id).with_for_update())
-    assert tenant is not None
-    return tenant
+_TENANTS = Base.metadata.tables["tenants"].c
+#: The tenant's own limits, its row locked so that concurrent requests are checked one after the
+#: other (the columns only: the tenant's secrets and the rest are not needed here).
+_LOCKED_LIMITS = (
+    select(_TENANTS.max_open_uploads, _TENANTS.max_staged_bytes, _TENANTS.max_jobs_in_flight, _TENANTS.max_file_size,
+           _TENANTS.retention_days)  # fmt: skip
+    .where(_TENANTS.id == bindparam("tenant_id"))
+    .with_for_update()
+)
+
+
+def _locked_tenant(session: Session, tenant_id: str) -> Row[*tuple[Any, ...]]:
+    return session.execute(_LOCKED_LIMITS, {"tenant_id": tenant_id}).one()
 
 
 def _exceeded(quota: str, limit: int, used: int, message: str) -> QuotaExceeded:

@@ -127,10 +127,12 @@ def create_batch() -> tuple[BatchCreated, int]:
             for part, (filename, content_type) in zip(parts, checked, strict=True):
                 writer = writers[writers.index(part.stream)]  # type: ignore[arg-type]
                 quota.check_file_size(limits, writer.size)  # never staged as open uploads: no other quota
-                upload = uploads.create_single_chunk_upload(
+                job_id = jobs.new_job_id()
+                received = uploads.record_received_file(
                     session,
                     tenant_id(),
                     cfg,
+                    job_id=job_id,
                     filename=filename,
                     size=writer.size,
                     sha256=writer.sha256,
@@ -140,11 +142,11 @@ def create_batch() -> tuple[BatchCreated, int]:
                     ocr=form.ocr,
                 )
                 if writer.size:
-                    writer.finish(staging.chunk_path(cfg.staging_dir, upload.id, 0), durable=True)
+                    writer.finish(staging.chunk_path(cfg.staging_dir, received.id, 0), durable=True)
                 else:
                     writer.discard()
-                job = jobs.create_job(session, upload)
-                created.append((job.id, upload.id, upload.filename))
+                jobs.insert_job(session, job_id, received)
+                created.append((job_id, received.id, received.filename))
     finally:
         for writer in writers:
             if writer.path.exists():
