@@ -26,7 +26,7 @@ from actors.tracking import StageStart
 from models import job as jobs
 from models import staging
 from models import upload as uploads
-from models.db import session_scope
+from models.db import commit_with_flush, session_scope
 from models.errors import FileRejected, MultipartGone
 from models.settings import current_settings
 
@@ -53,6 +53,7 @@ def prepare_upload(session: Session, job: jobs.JobSnapshot) -> tuple[ChunkedFile
     key, bucket = job.object_key or object_key(job), open_store(current_settings().storage_url).bucket
     if (key, bucket) != (job.object_key, job.object_bucket):
         jobs.record_object(session, job.id, key, bucket)
+        commit_with_flush(session)  # a cancel must find the key even after a database crash
     return staged_file(job.upload_id, uploads.chunk_manifest(session, job.upload_id)), key, bucket
 
 

@@ -1,0 +1,52 @@
+"""``commit_without_flush`` relaxes one transaction's durability on PostgreSQL, and only that one."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+
+from models.db import commit_with_flush, commit_without_flush, database, session_scope
+from models.settings import Settings, configure
+from tests.support import services
+
+
+@pytest.fixture
+def on_postgres(settings: Settings) -> Iterator[None]:
+    with services.postgres_database() as url:
+        configure(dataclasses.replace(settings, database_url=url))
+        try:
+            yield
+        finally:
+            database().dispose()
+            configure(settings)
+
+
+def synchronous_commit(session) -> str:  # type: ignore[no-untyped-def]
+    return str(session.execute(text("SHOW synchronous_commit")).scalar())
+
+
+@pytest.mark.usefixtures("on_postgres")
+def test_one_transaction_commits_without_waiting_for_the_disk() -> None:
+    with session_scope() as session:
+        assert synchronous_commit(session) == "on"
+        commit_without_flush(session)
+        assert synchronous_commit(session) == "off"
+    with session_scope() as session:  # SET LOCAL: the next transaction on the pooled connection is durable again
+        assert synchronous_commit(session) == "on"
+
+
+@pytest.mark.usefixtures("on_postgres")
+def test_a_transaction_can_take_it_back() -> None:
+    with session_scope() as session:
+        commit_without_flush(session)
+        commit_with_flush(session)
+        assert synchronous_commit(session) == "on"
+
+
+def test_elsewhere_it_does_nothing(settings: Settings) -> None:
+    with session_scope() as session:
+        commit_without_flush(session)
+        commit_with_flush(session)
