@@ -9,6 +9,7 @@ URLs of one consumer share its capacity) is Dramatiq's ``ConcurrentRateLimiter``
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from functools import cache
@@ -25,6 +26,10 @@ from models.settings import Settings, current_settings
 #: A slot outlives the longest attempt (connect, read, and reading the answer), then lapses by
 #: itself if its worker died holding it.
 SLOT_TTL_FACTOR = 3
+#: How long an attempt waits for a slot of its destination before it is put off, and how often
+#: it looks (see ``destination_slot``).
+SLOT_WAIT_SECONDS = 0.25
+SLOT_POLL_SECONDS = 0.01
 
 
 @cache
@@ -42,9 +47,15 @@ def destination(url: str) -> str:
 
 
 @contextlib.contextmanager
-def destination_slot(url: str, settings: Settings | None = None) -> Iterator[bool]:
+def destination_slot(url: str, settings: Settings | None = None, wait: float = SLOT_WAIT_SECONDS) -> Iterator[bool]:
     """Hold one of the destination's ``webhook_max_in_flight_per_destination`` slots; yields
-    False (holding nothing) when they are all taken."""
+    False (holding nothing) when they stay taken for ``wait`` seconds.
+
+    A burst of events to one consumer finds its slots taken for a few milliseconds at a time;
+    waiting that long beats putting the attempt off by seconds (a delayed message, and another
+    transaction to read the event again). The wait is short, so a consumer that hangs still
+    holds its own slots only, and the threads waiting for them give up quickly.
+    """
     settings = settings or current_settings()
     limiter = ConcurrentRateLimiter(
         _backend(settings.redis_url),
@@ -52,8 +63,13 @@ def destination_slot(url: str, settings: Settings | None = None) -> Iterator[boo
         limit=settings.webhook_max_in_flight_per_destination,
         ttl=int((settings.webhook_timeout_seconds * SLOT_TTL_FACTOR + 5) * 1000),
     )
-    with limiter.acquire(raise_on_failure=False) as acquired:
-        yield bool(acquired)
+    deadline = time.monotonic() + wait
+    while True:
+        with limiter.acquire(raise_on_failure=False) as acquired:
+            if acquired or time.monotonic() >= deadline:
+                yield bool(acquired)
+                return
+        time.sleep(SLOT_POLL_SECONDS)
 
 
 def breaker(settings: Settings) -> endpoint.Breaker:
