@@ -186,6 +186,7 @@ def _prepare(message_id: str) -> Prepared | None:
         if event.next_attempt_at and utcnow() < event.next_attempt_at:
             _schedule(message_id, (event.next_attempt_at - utcnow()).total_seconds())
             return None
+        assert event.sealed_secret is not None  # its tenant exists (a tenant's events are deleted with it)
         later = admit(session, event.tenant_id, event.url)
         return Prepared(message_id, event.tenant_id, event.url, event.payload.encode(), event.signing_secrets(), later)
 

@@ -169,7 +169,7 @@ class Outgoing:
 
     def signing_secrets(self) -> list[str]:
         """``Tenant.signing_secrets``, from the columns read with the event."""
-        assert self.sealed_secret is not None  # an event's tenant exists (its events go with it)
+        assert self.sealed_secret is not None  # its tenant exists (a tenant's events are deleted with it)
         return _tenant.signing_secrets(self.sealed_secret, self.sealed_previous_secret, self.previous_secret_expires_at)
 
 
