@@ -40,7 +40,6 @@ from models import job as jobs
 from models.db import session_scope, utcnow
 from models.errors import ChuteError
 from models.settings import current_settings
-from models.tenant import Tenant
 from models.views import iso, job_view
 
 log = logging.getLogger(__name__)
@@ -136,30 +135,24 @@ def attempt_delivery(message_id: str) -> Outcome | None:
                     seconds=outcome.duration_ms / 1000)  # fmt: skip
     next_delay: float | None = None
     with session_scope() as session:
-        event = session.get(delivery.WebhookEvent, message_id, with_for_update=True)
-        assert event is not None
-        session.add(
-            delivery.WebhookAttempt(
-                event_id=message_id,
-                url=url,
-                status_code=outcome.status_code,
-                error=outcome.error,
-                duration_ms=outcome.duration_ms,
-                response_excerpt=outcome.response_excerpt,
-            )
-        )
-        event.attempts += 1
+        # Core statements, each built once (models.delivery): the event's row is locked by the
+        # first UPDATE as SELECT … FOR UPDATE would, then the attempt and the breaker follow.
         if outcome.ok:
-            event.status, event.delivered_at, event.next_attempt_at = delivery.DELIVERED, utcnow(), None
-        elif outcome.gone:
-            event.status = delivery.GONE
-        elif not outcome.retryable or event.attempts >= len(cfg.webhook_schedule):
-            event.status = delivery.FAILED
+            attempts, status = delivery.count_delivered(session, message_id, utcnow()), delivery.DELIVERED
         else:
-            next_delay = cfg.webhook_schedule[event.attempts] * (1 + random.uniform(0, JITTER))
-            next_delay = max(next_delay, outcome.retry_after or 0)
-            event.next_attempt_at = utcnow() + timedelta(seconds=next_delay)
-        attempts, status = event.attempts, event.status
+            attempts, status = delivery.count_failed(session, message_id)
+            if outcome.gone:
+                status = delivery.GONE
+            elif not outcome.retryable or attempts >= len(cfg.webhook_schedule):
+                status = delivery.FAILED
+            else:
+                next_delay = cfg.webhook_schedule[attempts] * (1 + random.uniform(0, JITTER))
+                next_delay = max(next_delay, outcome.retry_after or 0)
+                delivery.set_next_attempt(session, message_id, utcnow() + timedelta(seconds=next_delay))
+            if next_delay is None:
+                delivery.set_status(session, message_id, status)
+        delivery.add_attempt(session, message_id, url, outcome.status_code, outcome.error, outcome.duration_ms,
+                             outcome.response_excerpt)  # fmt: skip
         record_outcome(session, prepared.tenant_id, url, outcome)
     log.info(
         "webhook %s attempt %d to %s: %s (%s)", message_id, attempts, url, outcome.status_code or outcome.error, status
@@ -171,27 +164,25 @@ def attempt_delivery(message_id: str) -> Outcome | None:
 
 def _prepare(message_id: str) -> Prepared | None:
     """The event to send now and whether its endpoint's breaker admits it, or None when it is
-    not pending or not due yet (then re-scheduled): one transaction."""
+    not pending or not due yet (then re-scheduled): one transaction, two Core selects when the
+    endpoint's breaker is closed (the event with its tenant's secrets, and the breaker)."""
     with session_scope() as session:
-        event = session.get(delivery.WebhookEvent, message_id)
+        event = delivery.outgoing(session, message_id)
         if event is None or event.status != delivery.PENDING:
             return None
         if event.next_attempt_at and utcnow() < event.next_attempt_at:
             _schedule(message_id, (event.next_attempt_at - utcnow()).total_seconds())
             return None
-        tenant = session.get(Tenant, event.tenant_id)
-        assert tenant is not None
+        assert event.sealed_secret is not None  # its tenant exists (a tenant's events are deleted with it)
         later = admit(session, event.tenant_id, event.url)
-        return Prepared(message_id, event.tenant_id, event.url, event.payload.encode(), tenant.signing_secrets(), later)
+        return Prepared(message_id, event.tenant_id, event.url, event.payload.encode(), event.signing_secrets(), later)
 
 
 def _defer(message_id: str, until: datetime) -> None:
     """Put an event off until ``until`` (its endpoint's breaker is open); its attempts do not move."""
     with session_scope() as session:
-        event = session.get(delivery.WebhookEvent, message_id, with_for_update=True)
-        if event is None or event.status != delivery.PENDING:
+        if not delivery.defer(session, message_id, until):
             return
-        event.next_attempt_at = until
     _schedule(message_id, (until - utcnow()).total_seconds())
 
 

@@ -76,39 +76,53 @@ def get_or_create(session: Session, tenant_id: str, url: str, *, for_update: boo
     endpoint = session.scalar(query)
     if endpoint is not None:
         return endpoint
-    values = {"id": new_id("whe"), "tenant_id": tenant_id, "url_hash": digest, "url": url, "state": CLOSED,
-              "consecutive_failures": 0, "cooldown_seconds": 0.0, "created_at": utcnow()}  # fmt: skip
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(WebhookEndpoint).values(**values).on_conflict_do_nothing())
+    _create(session, tenant_id, url, digest)
     endpoint = session.scalar(query)
     assert endpoint is not None
     return endpoint
 
 
+def _create(session: Session, tenant_id: str, url: str, digest: str) -> None:
+    """Insert the endpoint's row unless another transaction just did."""
+    values = {"id": new_id("whe"), "tenant_id": tenant_id, "url_hash": digest, "url": url, "state": CLOSED,
+              "consecutive_failures": 0, "cooldown_seconds": 0.0, "created_at": utcnow()}  # fmt: skip
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(WebhookEndpoint).values(**values).on_conflict_do_nothing())
+
+
 def admit(session: Session, tenant_id: str, url: str, now: datetime | None = None) -> datetime | None:
     """May a delivery to ``url`` go now? None: yes; else the time to try again.
 
-    An open breaker whose cool-down is over lets exactly one caller through as the probe.
+    An open breaker whose cool-down is over lets exactly one caller through as the probe. Reads
+    the breaker with a prebuilt Core select (no ORM object: this runs before every attempt); an
+    endpoint seen before costs that one statement while its breaker is closed.
     """
     now = now or utcnow()
-    endpoint = get_or_create(session, tenant_id, url)
-    if endpoint.state == CLOSED:
+    digest = url_hash(url)
+    params = {"b_tenant_id": tenant_id, "b_url_hash": digest}
+    row = session.execute(_BREAKER, params).first()
+    if row is None:
+        _create(session, tenant_id, url, digest)
+        row = session.execute(_BREAKER, params).first()
+        assert row is not None
+    endpoint_id, state, retry_at, cooldown_seconds = row
+    if state == CLOSED:
         return None
-    if endpoint.retry_at is not None and now < endpoint.retry_at:
-        return endpoint.retry_at
+    if retry_at is not None and now < retry_at:
+        return retry_at  # type: ignore[no-any-return]
     # Open (or a lapsed probe): one worker claims the probe; the others wait a cool-down more.
     claimed = session.execute(
         update(WebhookEndpoint)
         .where(
-            WebhookEndpoint.id == endpoint.id,
-            WebhookEndpoint.state == endpoint.state,
-            WebhookEndpoint.retry_at == endpoint.retry_at,
+            WebhookEndpoint.id == endpoint_id,
+            WebhookEndpoint.state == state,
+            WebhookEndpoint.retry_at == retry_at,
         )  # fmt: skip
         .values(state=HALF_OPEN, retry_at=now + PROBE_LEASE)
     )
     if claimed.rowcount == 1:  # type: ignore[attr-defined]
         return None
-    return now + timedelta(seconds=max(endpoint.cooldown_seconds, 1.0))
+    return now + timedelta(seconds=max(cooldown_seconds, 1.0))
 
 
 def record(
@@ -158,6 +172,12 @@ _SUCCESS = (
     .where(_TABLE.tenant_id == bindparam("b_tenant_id"), _TABLE.url_hash == bindparam("b_url_hash"))
     .values(state=CLOSED, consecutive_failures=0, cooldown_seconds=0.0, retry_at=None, opened_at=None,
             last_success_at=bindparam("now", type_=_TABLE.last_success_at.type))  # fmt: skip
+)
+
+
+#: The breaker as ``admit`` reads it, built once (parameters: b_tenant_id, b_url_hash).
+_BREAKER = select(_TABLE.id, _TABLE.state, _TABLE.retry_at, _TABLE.cooldown_seconds).where(
+    _TABLE.tenant_id == bindparam("b_tenant_id"), _TABLE.url_hash == bindparam("b_url_hash")
 )
 
 

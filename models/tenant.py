@@ -62,11 +62,22 @@ class Tenant(Base):
 
     def signing_secrets(self, now: datetime | None = None) -> list[str]:
         """The secrets to sign with: the current one, plus the previous one during the overlap."""
-        now = now or utcnow()
-        out = [self.webhook_secret]
-        if self.previous_webhook_secret and self.previous_secret_expires_at and now < self.previous_secret_expires_at:
-            out.append(self.previous_webhook_secret)
-        return out
+        return signing_secrets(
+            self.sealed_webhook_secret, self.sealed_previous_webhook_secret, self.previous_secret_expires_at, now
+        )
+
+
+def signing_secrets(
+    sealed: str, sealed_previous: str | None, previous_expires_at: datetime | None, now: datetime | None = None
+) -> list[str]:
+    """``Tenant.signing_secrets`` from the row's columns, for callers that read them without an
+    ORM object (a webhook attempt reads them with its event in one Core select)."""
+    now = now or utcnow()
+    out = [unseal(sealed)]
+    previous = unseal(sealed_previous) if sealed_previous else None
+    if previous and previous_expires_at and now < previous_expires_at:
+        out.append(previous)
+    return out
 
 
 class ApiKey(Base):
