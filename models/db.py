@@ -194,9 +194,7 @@ def commit_with_flush(session: Session) -> None:
 def _synchronous_commit(session: Session, value: str) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
-    driver.execute(_SET_SYNCHRONOUS_COMMIT[value])
+    session.connection().exec_driver_sql(_SET_SYNCHRONOUS_COMMIT[value])  # watched like any statement
 
 
 _SET_SYNCHRONOUS_COMMIT = {value: f"SET LOCAL synchronous_commit TO {value}" for value in ("ON", "OFF")}
