@@ -9,7 +9,10 @@ reads, spooled to a temporary file past ``MEMORY_BUFFER`` — and only then pass
 gunicorn over a private Unix socket, where it is read at memory speed. A client that stalls is
 answered 408 and dropped; a thousand idle or trickling connections cost a few kilobytes each
 and no thread. Responses are passed on as they come, unbuffered, so long-lived streams
-(Server-Sent Events) keep working.
+(Server-Sent Events) keep working. The front speaks to gunicorn in raw bytes: it builds each
+request's head from what h11 parsed, and of an answer reads only the head and the framing
+(``_relay``), writing the body through untouched (h11 on that side was most of the front's CPU
+for a small GET).
 
 Upload bodies (a chunk PUT, a tus PATCH or creation, a multipart ``POST /v1/jobs``) are the
 exception once they have proved large: spooling them cost a second disk write and a second
@@ -79,6 +82,10 @@ HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
      b"expect", b"content-length", PEER_HEADER, THROTTLE}
 )  # fmt: skip
+#: Longest chunk size or trailer line read from gunicorn.
+MAX_CHUNK_LINE = 4096
+#: Statuses whose answer has no body whatever its headers say (RFC 9112 §6.3).
+NO_BODY = frozenset({204, 304})
 
 
 class PeerAddress:
@@ -171,14 +178,86 @@ class _AnswerStaysReadable(asyncio.StreamReaderProtocol):
 
 
 class _Upstream:
-    """One kept-alive connection to gunicorn."""
+    """One kept-alive connection to gunicorn, spoken to in raw bytes (``_upstream_head``, ``_relay``).
+
+    Attributes:
+        reusable: The last answer ended cleanly, framed, without ``Connection: close``.
+    """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
-        self.conn = h11.Connection(h11.CLIENT)
+        self.reusable = False
 
     def close(self) -> None:
         self.writer.close()
+
+
+class _Discard:
+    """Where an answer nobody waits for goes (``_discard_answer``)."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+
+@dataclass
+class _Relayed:
+    """What ``_relay`` learned of an answer it passed on."""
+
+    #: The app's throttle verdict on a 429, if it gave one.
+    throttle: bytes | None
+    #: The client may send another request on its connection (its answer was framed, and it did not ask to close).
+    client_kept: bool
+
+
+class _Chunks:
+    """Finds the end of a chunked body whose bytes are passed on untouched.
+
+    gunicorn is trusted to frame correctly: a chunk's data and its CRLF are skipped by count, and
+    only the size lines and the trailer section are read.
+    """
+
+    def __init__(self) -> None:
+        self.left = 0  # bytes of chunk data (and its CRLF) still to skip
+        self.line = b""  # a size or trailer line cut by a read
+        self.trailers = False  # past the last chunk
+
+    def feed(self, data: bytes) -> int:
+        """How many bytes of ``data`` belong to the body; less than ``len(data)`` only at its end, and
+        -1 when the body goes on past ``data``.
+
+        Raises:
+            ConnectionError: gunicorn's framing is broken.
+        """
+        at, size = 0, len(data)
+        while at < size:
+            if self.left:
+                step = min(self.left, size - at)
+                at += step
+                self.left -= step
+                continue
+            end = data.find(b"\n", at)
+            if end < 0:
+                self.line += data[at:]
+                if len(self.line) > MAX_CHUNK_LINE:
+                    raise ConnectionError("gunicorn sent a chunk size line too long")
+                return -1
+            line, self.line, at = (self.line + data[at:end]).strip(), b"", end + 1
+            if self.trailers:
+                if not line:
+                    return at
+                continue
+            try:
+                chunk = int(line.split(b";", 1)[0], 16)
+            except ValueError:
+                raise ConnectionError("gunicorn sent a malformed chunk size") from None
+            if chunk == 0:
+                self.trailers = True
+            else:
+                self.left = chunk + 2
+        return -1
 
 
 class Front:
@@ -249,9 +328,11 @@ class Front:
         writer.transport.set_write_buffer_limits(high=WRITE_BUFFER)
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         upstream: _Upstream | None = None
+        answered = [False]
         first = True
         try:
             while True:
+                answered = [False]  # the answer to this request has started (the front can no longer answer)
                 request = await self._read_head(conn, reader, first)
                 if request is None:
                     return
@@ -272,27 +353,26 @@ class Front:
                 if streams and conn.their_state is h11.SEND_BODY and self.streaming < self.config.max_streams:
                     if upstream is not None:
                         upstream.close()
-                    upstream, raw = await self._stream(request, body, peer, conn, reader, writer)
-                    if raw and conn.our_state is h11.DONE and _keeps_alive(request):
-                        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-                        continue
-                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                        return
-                    conn.start_next_cycle()
-                    continue
-                if conn.their_state is h11.SEND_BODY:  # no stream slot left after all: spool the rest
-                    body = await self._read_body(conn, reader, writer, request, None, body)
-                try:
-                    upstream = await self._forward(upstream, request, body, peer, conn, writer)
-                finally:
-                    body.close()
-                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                        upstream = None
+                    kept = await self._stream(request, body, peer, conn, reader, writer, answered)
+                else:
+                    if conn.their_state is h11.SEND_BODY:  # no stream slot left after all: spool the rest
+                        body = await self._read_body(conn, reader, writer, request, None, body)
+                    try:
+                        upstream, kept = await self._forward(upstream, request, body, peer, writer, answered)
+                    finally:
+                        body.close()
+                if not kept:
                     return
-                conn.start_next_cycle()
+                # The answer went past ``conn`` (``_relay``): the next request starts a fresh one,
+                # from what the client already sent of it.
+                conn = _next_connection(conn)
         except _Refuse as refusal:
-            await self._answer(conn, writer, refusal.status, refusal.code, refusal.message)
+            if not answered[0]:
+                await self._answer(conn, writer, refusal.status, refusal.code, refusal.message)
         except h11.RemoteProtocolError as e:
-            await self._answer(conn, writer, e.error_status_hint, "bad_request", str(e))
+            if not answered[0]:
+                await self._answer(conn, writer, e.error_status_hint, "bad_request", str(e))
         except (ConnectionError, asyncio.IncompleteReadError, h11.LocalProtocolError, OSError) as e:
             log.debug("front: connection from %s ended: %s", peer, e)
         finally:
@@ -316,7 +396,7 @@ class Front:
     async def _read_head(self, conn: h11.Connection, reader: asyncio.StreamReader, first: bool) -> h11.Request | None:
         """The next request's head; None when the client closed (or stayed idle) between requests."""
         loop = asyncio.get_running_loop()
-        if not first:  # a kept-alive connection may idle a while before its next request starts
+        if not first and not conn.trailing_data[0]:  # a kept-alive connection may idle before its next request
             try:
                 async with asyncio.timeout(KEEPALIVE_SECONDS):
                     data = await reader.read(READ_SIZE)
@@ -400,10 +480,12 @@ class Front:
         conn: h11.Connection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-    ) -> tuple[_Upstream | None, bool]:
+        answered: list[bool],
+    ) -> bool:
         """Pass on a body whose first bytes are in ``head`` as the rest arrives, and the answer
-        back; returns the upstream connection if it can be used again, and whether the body went
-        past ``conn`` (``_pump``).
+        back; returns whether the client's connection can serve another request (its next one
+        is then read with a fresh ``h11.Connection``: ``conn`` may not have seen this body's end,
+        ``_pump``). The upstream connection is not kept: gunicorn may not have read the body.
 
         The body goes up while the answer is read, as in ``_forward``. When the app answers
         before it has read everything (a 404, a 413), the rest of the body is still read (and
@@ -419,37 +501,32 @@ class Front:
             if upstream is None:
                 raise _Refuse(503, "service_unavailable", "the API is starting or restarting; try again")
             length = int(_header(request.headers, b"content-length") or 0)
-            await _send(upstream.writer, upstream.conn, _upstream_request(request, length, peer))
+            upstream.writer.write(_upstream_head(request, length, peer))
             pump = asyncio.create_task(self._pump(head, length - _size(head), conn, reader, upstream))
-            answered = [False]
-            relay = asyncio.create_task(self._relay_response(upstream, conn, writer, answered))
+            relay = asyncio.create_task(_relay(upstream, writer, request, answered))
             try:
                 await asyncio.wait({pump, relay}, return_when=asyncio.FIRST_COMPLETED)
                 if pump.done() and pump.exception() is not None:
                     relay.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError, h11.ProtocolError):
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
                         await relay
                     await self._after_cut(request, upstream, pump.exception(), answered[0])
                     upstream = None
-                    return None, False
+                    return False
                 try:
-                    throttle = await relay
-                except (ConnectionError, OSError, h11.RemoteProtocolError):
+                    relayed = await relay
+                except (ConnectionError, OSError):
                     if answered[0]:
                         raise
                     raise _Refuse(502, "bad_gateway", "the API closed the connection without answering") from None
-                if throttle is not None:
-                    self._remember(request, throttle)
-                raw = await pump  # the rest of a body the app answered early (its stall limit holds)
+                if relayed.throttle is not None:
+                    self._remember(request, relayed.throttle)
+                await pump  # the rest of a body the app answered early (its stall limit holds)
             finally:
                 for task in (pump, relay):
                     task.cancel()
                 await asyncio.gather(pump, relay, return_exceptions=True)
-            if upstream.conn.our_state is h11.DONE and upstream.conn.their_state is h11.DONE:
-                upstream.conn.start_next_cycle()
-                kept, upstream = upstream, None
-                return kept, raw
-            return None, raw
+            return relayed.client_kept
         except _ClientGone as e:
             raise ConnectionError(str(e)) from None
         finally:
@@ -461,18 +538,14 @@ class Front:
     async def _pump(
         self, head: IO[bytes], remaining: int, conn: h11.Connection, reader: asyncio.StreamReader,
         upstream: _Upstream,
-    ) -> bool:  # fmt: skip
+    ) -> None:  # fmt: skip
         """Send ``head``, then the client's body as it arrives, to gunicorn; once gunicorn stops
         taking it (it answered early and closed), read the rest of the body and drop it.
 
         What h11 already holds of the body goes through it; the rest (``remaining`` bytes less
         that) goes straight from one socket to the other in blocks of up to ``BODY_BLOCK``,
-        bypassing h11 on both sides (each pass through it copied every block twice more), and
-        exactly that many bytes are read, so a next request on the connection stays unread.
-
-        Returns:
-            True when the body went past h11 that way: ``conn`` then never saw its end, and the
-            next request on the connection needs a fresh ``h11.Connection``.
+        bypassing h11 (each pass through it copied every block twice more), and exactly that
+        many bytes are read, so a next request on the connection stays unread.
 
         Raises:
             _ClientGone: the client went away or broke the protocol mid-body.
@@ -480,23 +553,23 @@ class Front:
         """
         passing = True
 
-        async def up(event: Any) -> None:
+        async def up(data: bytes) -> None:
             nonlocal passing
             if passing:
                 try:
-                    await _send(upstream.writer, upstream.conn, event)
-                except (ConnectionError, OSError, h11.LocalProtocolError):
+                    upstream.writer.write(data)
+                    await upstream.writer.drain()
+                except (ConnectionError, OSError):
                     passing = False
 
-        await up(h11.Data(data=head.read()))
+        await up(head.read())
         try:
             while (event := conn.next_event()) is not h11.NEED_DATA:
                 if isinstance(event, h11.Data):
                     remaining -= len(event.data)
-                    await up(event)
+                    await up(event.data)
                 elif isinstance(event, h11.EndOfMessage):
-                    await up(h11.EndOfMessage())
-                    return False
+                    return
                 else:
                     raise _ClientGone("the client closed the connection mid-body")
         except h11.RemoteProtocolError as e:
@@ -510,13 +583,7 @@ class Front:
             if not data:
                 raise _ClientGone("the client closed the connection mid-body")
             remaining -= len(data)
-            if passing:
-                try:
-                    upstream.writer.write(data)
-                    await upstream.writer.drain()
-                except (ConnectionError, OSError):
-                    passing = False
-        return True
+            await up(data)
 
     async def _after_cut(self, request: h11.Request, upstream: _Upstream, error: BaseException | None,
                          answered: bool) -> None:  # fmt: skip
@@ -532,7 +599,8 @@ class Front:
             try:
                 with contextlib.suppress(ConnectionError, OSError):
                     upstream.writer.write_eof()
-                await _discard_answer(upstream)
+                if not answered:  # else the app answered already, having stored what it read
+                    await _discard_answer(upstream)
             finally:
                 done.set()
                 if self.partials.get(request.target) is done:
@@ -551,17 +619,17 @@ class Front:
         request: h11.Request,
         body: IO[bytes],
         peer: str,
-        conn: h11.Connection,
         writer: asyncio.StreamWriter,
-    ) -> _Upstream | None:
+        answered: list[bool],
+    ) -> tuple[_Upstream | None, bool]:
         """Send the request to gunicorn and stream its response to the client; returns the
-        upstream connection if it can be used again."""
+        upstream connection if it can be used again, and whether the client's can."""
         size = _size(body)
-        outgoing = _upstream_request(request, size, peer)
+        outgoing = _upstream_head(request, size, peer)
         for attempt in range(2):
             # A kept-alive connection gunicorn closed meanwhile (its keep-alive is short) fails
             # before any answer: the request is sent again once, on a fresh connection.
-            reused = upstream is not None and not upstream.reader.at_eof()
+            reused = upstream is not None and upstream.reusable and not upstream.reader.at_eof()
             if not reused:
                 if upstream is not None:
                     upstream.close()
@@ -569,26 +637,24 @@ class Front:
                 if upstream is None:
                     raise _Refuse(503, "service_unavailable", "the API is starting or restarting; try again")
             assert upstream is not None
-            answered = [False]
             try:
-                await _send(upstream.writer, upstream.conn, outgoing)
+                upstream.writer.write(outgoing)
                 # The body goes up while the answer is read: an app that answers early (and may
                 # close) is heard, rather than a failed write being taken for no answer. A request
-                # without a body (most of them) just ends, with no task to run it.
+                # without a body (most of them) has no task to run it: its head is on its way.
                 sending = asyncio.create_task(_send_body(upstream, body)) if size else None
-                if sending is None:
-                    await _send(upstream.writer, upstream.conn, h11.EndOfMessage())
                 try:
-                    throttle = await self._relay_response(upstream, conn, writer, answered)
+                    relayed = await _relay(upstream, writer, request, answered)
                 finally:
+                    sent = sending is None or (sending.done() and not sending.cancelled() and not sending.exception())
                     if sending is not None and not sending.done():
                         sending.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError, h11.LocalProtocolError):
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
                         if sending is not None:
                             await sending
-                if throttle is not None:
-                    self._remember(request, throttle)
-            except (ConnectionError, OSError, h11.RemoteProtocolError):
+                if relayed.throttle is not None:
+                    self._remember(request, relayed.throttle)
+            except (ConnectionError, OSError):
                 upstream.close()
                 upstream = None
                 if answered[0]:
@@ -601,11 +667,10 @@ class Front:
                 raise
             break
         assert upstream is not None
-        if upstream.conn.our_state is h11.DONE and upstream.conn.their_state is h11.DONE:
-            upstream.conn.start_next_cycle()
-            return upstream
+        if upstream.reusable and sent:
+            return upstream, relayed.client_kept
         upstream.close()
-        return None
+        return None, relayed.client_kept
 
     async def _after_partials(self, request: h11.Request) -> None:
         """Hold a request to a target whose cut-off body is still being passed on until it is
@@ -631,51 +696,15 @@ class Front:
         try:
             if upstream is None:
                 return
-            await _send(upstream.writer, upstream.conn, _upstream_request(request, _size(body), peer))
-            while chunk := body.read(READ_SIZE * 4):
-                await _send(upstream.writer, upstream.conn, h11.Data(data=chunk))
-            await _send(upstream.writer, upstream.conn, h11.EndOfMessage())
+            upstream.writer.write(_upstream_head(request, _size(body), peer))
+            await _send_body(upstream, body)
             await _discard_answer(upstream)
-        except (ConnectionError, OSError, h11.ProtocolError) as e:
+        except (ConnectionError, OSError) as e:
             log.debug("front: passing on a partial body failed: %s", e)
         finally:
             body.close()
             if upstream is not None:
                 upstream.close()
-
-    async def _relay_response(
-        self, upstream: _Upstream, conn: h11.Connection, writer: asyncio.StreamWriter, answered: list[bool]
-    ) -> bytes | None:
-        """Pass gunicorn's answer on as it comes; ``answered[0]`` turns True once the client has its head.
-
-        Returns:
-            The app's throttle verdict on a 429, if it gave one.
-        """
-        throttle: bytes | None = None
-        while True:
-            event = upstream.conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await upstream.reader.read(READ_SIZE)
-                if not data and not answered[0]:
-                    raise ConnectionError("gunicorn closed the connection before answering")
-                upstream.conn.receive_data(data)
-                continue
-            if isinstance(event, h11.InformationalResponse):
-                continue
-            if isinstance(event, h11.Response):
-                if event.status_code == 429:
-                    throttle = next((v for n, v in event.headers if n.lower() == THROTTLE), None)
-                headers = [(n, v) for n, v in event.headers if n.lower() not in HOP_BY_HOP - {b"content-length"}]
-                answered[0] = True
-                await _send(writer, conn, h11.Response(status_code=event.status_code, headers=headers,
-                                                       reason=event.reason))  # fmt: skip
-            elif isinstance(event, h11.Data):
-                await _send(writer, conn, h11.Data(data=event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                await _send(writer, conn, h11.EndOfMessage())
-                return throttle
-            elif isinstance(event, h11.ConnectionClosed):
-                raise ConnectionError("gunicorn closed the connection mid-response")
 
     async def _answer_throttled(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request, verdict: tuple[float, str]
@@ -742,29 +771,39 @@ def _size(body: IO[bytes]) -> int:
 
 async def _discard_answer(upstream: _Upstream) -> None:
     """Read gunicorn's answer to its end and drop it (its client is gone)."""
-    with contextlib.suppress(ConnectionError, OSError, h11.ProtocolError):
-        while True:
-            event = upstream.conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await upstream.reader.read(READ_SIZE)
-                if not data:
-                    return
-                upstream.conn.receive_data(data)
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed) or event is h11.PAUSED:
-                return
+    with contextlib.suppress(ConnectionError, OSError):
+        await _relay(upstream, _Discard(), None, [False])
 
 
-def _upstream_request(request: h11.Request, size: int, peer: str) -> h11.Request:
-    """The request as gunicorn gets it: its own hop headers, the body's real length, the peer."""
-    headers = [(name, value) for name, value in request.headers if name.lower() not in HOP_BY_HOP]
+def _upstream_head(request: h11.Request, size: int, peer: str) -> bytes:
+    """The request's head as gunicorn gets it: its own hop headers, the body's real length, the peer.
+
+    Built as bytes from what h11 parsed and checked (header names come lower case), with the
+    client's HTTP version so that gunicorn frames its answer as that client can read it.
+    """
+    version = b" HTTP/1.0" if request.http_version == b"1.0" else b" HTTP/1.1"
+    lines = [request.method + b" " + request.target + version]
+    lines += [name + b": " + value for name, value in request.headers if name not in HOP_BY_HOP]
     if (
         size
         or _header(request.headers, b"content-length") is not None
         or _header(request.headers, b"transfer-encoding")
     ):
-        headers.append((b"content-length", str(size).encode()))
-    headers.append((PEER_HEADER, peer.encode()))
-    return h11.Request(method=request.method, target=request.target, headers=headers)
+        lines.append(b"content-length: " + str(size).encode())
+    lines.append(PEER_HEADER + b": " + peer.encode())
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
+
+
+def _next_connection(conn: h11.Connection) -> h11.Connection:
+    """A fresh ``h11.Connection`` for the client's next request, holding what it sent of it already."""
+    data, closed = conn.trailing_data
+    fresh = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+    if data:
+        fresh.receive_data(data)
+    if closed:
+        fresh.receive_data(b"")
+    return fresh
 
 
 def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -775,11 +814,125 @@ def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
 
 
 async def _send_body(upstream: _Upstream, body: IO[bytes]) -> None:
-    """Send a buffered request body and its end to gunicorn."""
+    """Send a buffered request body to gunicorn (its ``Content-Length`` frames it)."""
     body.seek(0)
     while chunk := body.read(READ_SIZE * 4):
-        await _send(upstream.writer, upstream.conn, h11.Data(data=chunk))
-    await _send(upstream.writer, upstream.conn, h11.EndOfMessage())
+        upstream.writer.write(chunk)
+        await upstream.writer.drain()
+
+
+async def _relay(upstream: _Upstream, writer: Any, request: h11.Request | None, answered: list[bool]) -> _Relayed:
+    """Pass gunicorn's answer on to ``writer`` as it comes; ``answered[0]`` turns True once the head is written.
+
+    Only the head is parsed (the status, and the headers the front strips or must know); the
+    body goes through untouched, read as far as its framing says (``Content-Length``, chunked,
+    or gunicorn closing), so a stream (Server-Sent Events) reaches the client piece by piece.
+    ``request`` is None when nobody waits for the answer (it is read to its end all the same).
+
+    Raises:
+        ConnectionError: gunicorn closed or broke the protocol (before or during the answer).
+    """
+    reader = upstream.reader
+    upstream.reusable = False
+    buf = b""
+    while True:  # the head, past any interim (1xx) answer
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD:
+                raise ConnectionError("gunicorn's answer head is too large")
+            data = await reader.read(READ_SIZE)
+            if not data:
+                raise ConnectionError("gunicorn closed the connection before answering")
+            buf = buf + data if buf else data
+            continue
+        lines = buf[:end].split(b"\r\n")
+        buf = buf[end + 4 :]
+        status_line = lines[0]
+        if not status_line.startswith(b"HTTP/1.") or not status_line[9:12].isdigit():
+            raise ConnectionError("gunicorn sent a malformed status line")
+        status = int(status_line[9:12])
+        if status >= 200:
+            break
+    kept = [b"HTTP/1.1" + status_line[8:]]
+    length: int | None = None
+    encoded = chunked = closes = False
+    throttle: bytes | None = None
+    for line in lines[1:]:
+        colon = line.find(b":")
+        name = line[:colon].strip().lower()
+        if name not in HOP_BY_HOP:
+            kept.append(line)
+            continue
+        value = line[colon + 1 :].strip()
+        if name == b"content-length":
+            if not value.isdigit():
+                raise ConnectionError("gunicorn sent a malformed Content-Length")
+            length = int(value)
+        elif name == b"transfer-encoding":
+            encoded, chunked = True, value.lower().endswith(b"chunked")
+        elif name == b"connection":
+            closes = b"close" in value.lower()
+        elif name == THROTTLE and status == 429:
+            throttle = value
+    client_kept = request is not None and _keeps_alive(request)
+    bodiless = (request is not None and request.method == b"HEAD") or status in NO_BODY
+    if bodiless:
+        if length is not None:  # a HEAD answer tells the length a GET would have
+            kept.append(b"content-length: " + str(length).encode())
+    elif chunked:
+        kept.append(b"transfer-encoding: chunked")
+    elif length is not None and not encoded:
+        kept.append(b"content-length: " + str(length).encode())
+    else:  # the body ends when gunicorn closes: so must the client's connection
+        client_kept = False
+    if not client_kept:
+        kept.append(b"connection: close")
+    kept.append(b"\r\n")
+    head = b"\r\n".join(kept)
+    if bodiless:
+        writer.write(head)
+        answered[0] = True
+        await writer.drain()
+        upstream.reusable = not closes and not buf
+    elif chunked:
+        chunks = _Chunks()
+        while True:
+            used = chunks.feed(buf) if buf else -1
+            if used >= 0:
+                writer.write(head + buf[:used] if head else buf[:used])
+                answered[0] = True
+                break
+            if head or buf:
+                writer.write(head + buf if head else buf)
+                answered[0], head = True, b""
+            await writer.drain()
+            buf = await reader.read(READ_SIZE)
+            if not buf:
+                raise ConnectionError("gunicorn closed the connection mid-response")
+        await writer.drain()
+        upstream.reusable = not closes and used == len(buf)
+    elif length is not None and not encoded:
+        piece = buf[:length]
+        writer.write(head + piece)
+        answered[0] = True
+        left = length - len(piece)
+        while left:
+            await writer.drain()
+            data = await reader.read(min(left, BODY_BLOCK))
+            if not data:
+                raise ConnectionError("gunicorn closed the connection mid-response")
+            left -= len(data)
+            writer.write(data)
+        await writer.drain()
+        upstream.reusable = not closes and len(buf) <= length
+    else:
+        writer.write(head + buf)
+        answered[0] = True
+        while data := await reader.read(READ_SIZE):
+            await writer.drain()
+            writer.write(data)
+        await writer.drain()
+    return _Relayed(throttle, client_kept)
 
 
 async def _send(writer: asyncio.StreamWriter, conn: h11.Connection, event: Any) -> None:
