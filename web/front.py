@@ -12,7 +12,8 @@ and no thread. Responses are passed on as they come, unbuffered, so long-lived s
 (Server-Sent Events) keep working. The front speaks to gunicorn in raw bytes: it builds each
 request's head from what h11 parsed, and of an answer reads only the head and the framing
 (``_relay``), writing the body through untouched (h11 on that side was most of the front's CPU
-for a small GET).
+for a small GET). A plain bodiless GET or HEAD that arrives whole is read by hand too
+(``_quick_head``); every other request, and anything unusual in one, is left to h11.
 
 Upload bodies (a chunk PUT, a tus PATCH or creation, a multipart ``POST /v1/jobs``) are the
 exception once they have proved large: spooling them cost a second disk write and a second
@@ -36,14 +37,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import math
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import IO, Any
+from http import HTTPStatus
+from typing import IO, Any, NamedTuple
 
 import h11
 
@@ -141,7 +145,52 @@ class _ClientGone(Exception):
     """The client went away (or broke the protocol) while its body was being passed on."""
 
 
-def _streams(request: h11.Request) -> bool:
+class _Head(NamedTuple):
+    """A request's head as the front uses it: from h11, or from ``_quick_head`` (header names lower case)."""
+
+    method: bytes
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    http_version: bytes
+
+
+#: A complete head of a bodiless GET or HEAD with nothing in it that needs h11's judgement: a plain
+#: origin-form target, HTTP/1.1, header names that are tokens and values without control bytes.
+_QUICK = re.compile(
+    rb"(GET|HEAD) (/[!-~]*) HTTP/1\.1\r\n((?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t -~\x80-\xff]*\r\n)*)\r\n"
+)
+#: Headers that make a request one for h11 to read (a body, or an expectation).
+_NOT_QUICK = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+
+
+def _quick_head(data: bytes) -> tuple[_Head, bytes] | None:
+    """The head ``data`` starts with when it is a plain bodiless GET or HEAD (``_QUICK``), parsed by
+    hand, and the bytes after it; None leaves the bytes to h11 (which refuses what it must).
+
+    The most frequent request (a status poll, a tus HEAD) costs a regular expression and a split
+    here, against most of the front's CPU for a small GET through h11.
+    """
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or end > MAX_HEAD:
+        return None
+    match = _QUICK.match(data, 0, end + 4)
+    if match is None or match.end() != end + 4:
+        return None
+    headers = []
+    host = False
+    for line in match.group(3).split(b"\r\n")[:-1]:
+        name, _, value = line.partition(b":")
+        name = name.lower()
+        if name in _NOT_QUICK:
+            return None
+        host = host or name == b"host"
+        headers.append((name, value.strip(b" \t")))
+    if not host:  # h11 answers that 400
+        return None
+    return _Head(match.group(1), match.group(2), headers, b"1.1"), data[end + 4 :]
+
+
+def _streams(request: _Head) -> bool:
     """An upload route whose body has a declared length: worth passing on as it arrives."""
     length = _header(request.headers, b"content-length")
     if length is None or not length.isdigit() or int(length) <= MEMORY_BUFFER:
@@ -152,13 +201,13 @@ def _streams(request: h11.Request) -> bool:
     return request.method == b"POST" and path in STREAMED_POST
 
 
-def _keeps_alive(request: h11.Request) -> bool:
+def _keeps_alive(request: _Head) -> bool:
     """The client means to send another request on this connection (HTTP/1.1, no close)."""
     connection = (_header(request.headers, b"connection") or "").lower()
     return request.http_version == b"1.1" and "close" not in connection
 
 
-def _keeps_partial(request: h11.Request) -> bool:
+def _keeps_partial(request: _Head) -> bool:
     """A tus PATCH: the protocol keeps the bytes that arrived before a connection broke, so the
     client resumes from there instead of sending them again (tus 1.0.0, core protocol)."""
     return request.method == b"PATCH" and _header(request.headers, b"tus-resumable") is not None
@@ -273,7 +322,7 @@ class Front:
         #: Bodies being passed on as they arrive (at most ``config.max_streams``).
         self.streaming = 0
 
-    def _throttle_key(self, request: h11.Request) -> tuple[str, str] | None:
+    def _throttle_key(self, request: _Head) -> tuple[str, str] | None:
         credential = _header(request.headers, b"authorization")
         if not credential:
             return None
@@ -281,11 +330,13 @@ class Front:
         digest = hashlib.sha256(credential.encode("latin-1")).hexdigest()
         return digest, classify(request.method.decode("latin-1"), path)
 
-    def _refused_until(self, request: h11.Request) -> tuple[float, str] | None:
+    def _refused_until(self, request: _Head) -> tuple[float, str] | None:
         """When the app said this credential's requests of this class are refused until a time
         still ahead, that time and the policy: the front answers 429 itself."""
+        if not self.throttled:
+            return None
         key = self._throttle_key(request)
-        if key is None or not self.throttled:
+        if key is None:
             return None
         now = time.monotonic()
         for scope in (key, (key[0], "*")):
@@ -294,7 +345,7 @@ class Front:
                 return verdict
         return None
 
-    def _remember(self, request: h11.Request, value: bytes) -> None:
+    def _remember(self, request: _Head, value: bytes) -> None:
         """Record the app's verdict ``<class or *> <seconds> <policy>`` for the request's credential."""
         key = self._throttle_key(request)
         parts = value.decode("latin-1").split()
@@ -341,14 +392,17 @@ class Front:
                 if verdict is not None:
                     if not await self._answer_throttled(conn, writer, request, verdict):
                         return
-                    conn.start_next_cycle()
+                    conn = _next_connection(conn)
                     continue
                 streams = _streams(request) and self.streaming < self.config.max_streams
-                try:
-                    body = await self._read_body(conn, reader, writer, request, STREAM_AFTER if streams else None)
-                except _Partial as partial:
-                    await self._forward_partial(request, partial.body, peer)
-                    return
+                if conn.their_state is h11.IDLE:  # read by ``_quick_head``: no body
+                    body: IO[bytes] = io.BytesIO()
+                else:
+                    try:
+                        body = await self._read_body(conn, reader, writer, request, STREAM_AFTER if streams else None)
+                    except _Partial as partial:
+                        await self._forward_partial(request, partial.body, peer)
+                        return
                 await self._after_partials(request)
                 if streams and conn.their_state is h11.SEND_BODY and self.streaming < self.config.max_streams:
                     if upstream is not None:
@@ -369,10 +423,10 @@ class Front:
                 conn = _next_connection(conn)
         except _Refuse as refusal:
             if not answered[0]:
-                await self._answer(conn, writer, refusal.status, refusal.code, refusal.message)
+                await self._answer(writer, refusal.status, refusal.code, refusal.message)
         except h11.RemoteProtocolError as e:
             if not answered[0]:
-                await self._answer(conn, writer, e.error_status_hint, "bad_request", str(e))
+                await self._answer(writer, e.error_status_hint, "bad_request", str(e))
         except (ConnectionError, asyncio.IncompleteReadError, h11.LocalProtocolError, OSError) as e:
             log.debug("front: connection from %s ended: %s", peer, e)
         finally:
@@ -393,20 +447,33 @@ class Front:
                 data = await reader.read(READ_SIZE)
             conn.receive_data(data)
 
-    async def _read_head(self, conn: h11.Connection, reader: asyncio.StreamReader, first: bool) -> h11.Request | None:
-        """The next request's head; None when the client closed (or stayed idle) between requests."""
+    async def _read_head(self, conn: h11.Connection, reader: asyncio.StreamReader, first: bool) -> _Head | None:
+        """The next request's head; None when the client closed (or stayed idle) between requests.
+
+        A plain GET or HEAD that arrives whole in one read is parsed by hand (``_quick_head``)
+        and ``conn`` only keeps what follows it; anything else goes through h11 in ``conn``,
+        whose state then says whether a body follows.
+        """
         loop = asyncio.get_running_loop()
-        if not first and not conn.trailing_data[0]:  # a kept-alive connection may idle before its next request
-            try:
-                async with asyncio.timeout(KEEPALIVE_SECONDS):
+        deadline = loop.time() + self.config.header_timeout
+        if not conn.trailing_data[0]:
+            try:  # a kept-alive connection may idle a while before its next request starts
+                async with asyncio.timeout_at(deadline if first else loop.time() + KEEPALIVE_SECONDS):
                     data = await reader.read(READ_SIZE)
             except TimeoutError:
-                return None
+                return None  # nothing was sent: close quietly
             if not data:
                 return None
+            quick = _quick_head(data)
+            if quick is not None:
+                if quick[1]:
+                    conn.receive_data(quick[1])
+                return quick[0]
+            if not first:
+                deadline = loop.time() + self.config.header_timeout
             conn.receive_data(data)
         try:
-            async with asyncio.timeout_at(loop.time() + self.config.header_timeout):
+            async with asyncio.timeout_at(deadline):
                 event = await self._receive(conn, reader, self.config.header_timeout)
         except TimeoutError:
             if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
@@ -416,14 +483,14 @@ class Front:
             return None
         if not isinstance(event, h11.Request):
             raise _Refuse(400, "bad_request", "expected a request")
-        return event
+        return _Head(event.method, event.target, list(event.headers), event.http_version)
 
     async def _read_body(
         self,
         conn: h11.Connection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        request: h11.Request,
+        request: _Head,
         upto: int | None = None,
         started: IO[bytes] | None = None,
     ) -> IO[bytes]:
@@ -474,7 +541,7 @@ class Front:
 
     async def _stream(
         self,
-        request: h11.Request,
+        request: _Head,
         head: IO[bytes],
         peer: str,
         conn: h11.Connection,
@@ -585,7 +652,7 @@ class Front:
             remaining -= len(data)
             await up(data)
 
-    async def _after_cut(self, request: h11.Request, upstream: _Upstream, error: BaseException | None,
+    async def _after_cut(self, request: _Head, upstream: _Upstream, error: BaseException | None,
                          answered: bool) -> None:  # fmt: skip
         """The client's body stopped short while streaming: end gunicorn's side of it.
 
@@ -616,7 +683,7 @@ class Front:
     async def _forward(
         self,
         upstream: _Upstream | None,
-        request: h11.Request,
+        request: _Head,
         body: IO[bytes],
         peer: str,
         writer: asyncio.StreamWriter,
@@ -672,7 +739,7 @@ class Front:
         upstream.close()
         return None, relayed.client_kept
 
-    async def _after_partials(self, request: h11.Request) -> None:
+    async def _after_partials(self, request: _Head) -> None:
         """Hold a request to a target whose cut-off body is still being passed on until it is
         stored: a tus client asks HEAD at once after a cut, and must hear the offset that
         includes the bytes it sent, or it sends them all again."""
@@ -681,7 +748,7 @@ class Front:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pending.wait(), PARTIAL_WAIT_SECONDS)
 
-    async def _forward_partial(self, request: h11.Request, body: IO[bytes], peer: str) -> None:
+    async def _forward_partial(self, request: _Head, body: IO[bytes], peer: str) -> None:
         """Pass on what arrived of a body whose client is gone; its answer goes nowhere."""
         done = self.partials[request.target] = asyncio.Event()
         try:
@@ -691,7 +758,7 @@ class Front:
             if self.partials.get(request.target) is done:
                 del self.partials[request.target]
 
-    async def _pass_on_partial(self, request: h11.Request, body: IO[bytes], peer: str) -> None:
+    async def _pass_on_partial(self, request: _Head, body: IO[bytes], peer: str) -> None:
         upstream = await self._connect()
         try:
             if upstream is None:
@@ -707,7 +774,7 @@ class Front:
                 upstream.close()
 
     async def _answer_throttled(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request, verdict: tuple[float, str]
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, request: _Head, verdict: tuple[float, str]
     ) -> bool:
         """429 as the app would answer it; True when the connection can serve another request
         (the request had no body to skip)."""
@@ -723,17 +790,15 @@ class Front:
         ).encode()
         has_body = _header(request.headers, b"transfer-encoding") is not None or (
             _header(request.headers, b"content-length") or "0") != "0"  # fmt: skip
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"retry-after", str(retry_after).encode()),
-                   (b"ratelimit", f'"{verdict[1]}";r=0;t={retry_after}'.encode())]  # fmt: skip
-        if has_body:
-            headers.append((b"connection", b"close"))
-        else:
-            conn.next_event()  # the request's EndOfMessage (no body), so the connection can be reused
-        await _send(writer, conn, h11.Response(status_code=429, headers=headers))
-        await _send(writer, conn, h11.Data(data=body))
-        await _send(writer, conn, h11.EndOfMessage())
-        return not has_body and conn.our_state is h11.DONE and conn.their_state is h11.DONE
+        headers = [b"content-type: application/json", b"content-length: " + str(len(body)).encode(),
+                   b"retry-after: " + str(retry_after).encode(),
+                   f'ratelimit: "{verdict[1]}";r=0;t={retry_after}'.encode()]  # fmt: skip
+        kept = not has_body and _keeps_alive(request)
+        if conn.their_state is h11.SEND_BODY and not has_body:
+            conn.next_event()  # the request's EndOfMessage, so that what follows is the next request
+        writer.write(_head(429, headers, kept) + body)
+        await writer.drain()
+        return kept
 
     async def _connect(self) -> _Upstream | None:
         try:
@@ -746,20 +811,26 @@ class Front:
             return None
         return _Upstream(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
 
-    async def _answer(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, code: str, text: str
-    ) -> None:
-        """A JSON error in chute's shape, if a response can still be started, then close."""
-        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return
+    async def _answer(self, writer: asyncio.StreamWriter, status: int, code: str, text: str) -> None:
+        """A JSON error in chute's shape, then close (the caller knows no answer has started)."""
         body = json.dumps({"error": {"code": code, "message": text, "details": {}}}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]  # fmt: skip
+        headers = [b"content-type: application/json", b"content-length: " + str(len(body)).encode()]
         with contextlib.suppress(Exception):
-            writer.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
-            writer.write(conn.send(h11.Data(data=body)) or b"")
-            writer.write(conn.send(h11.EndOfMessage()) or b"")
+            writer.write(_head(status, headers, False) + body)
             await writer.drain()
+
+
+def _head(status: int, headers: list[bytes], keep_alive: bool) -> bytes:
+    """An answer's head from the front itself (header lines without their CRLF)."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    lines = [f"HTTP/1.1 {status} {phrase}".encode(), *headers]
+    if not keep_alive:
+        lines.append(b"connection: close")
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
 
 
 def _size(body: IO[bytes]) -> int:
@@ -775,7 +846,7 @@ async def _discard_answer(upstream: _Upstream) -> None:
         await _relay(upstream, _Discard(), None, [False])
 
 
-def _upstream_head(request: h11.Request, size: int, peer: str) -> bytes:
+def _upstream_head(request: _Head, size: int, peer: str) -> bytes:
     """The request's head as gunicorn gets it: its own hop headers, the body's real length, the peer.
 
     Built as bytes from what h11 parsed and checked (header names come lower case), with the
@@ -807,8 +878,8 @@ def _next_connection(conn: h11.Connection) -> h11.Connection:
 
 
 def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
+    for key, value in headers:  # names are lower case (h11's, and _quick_head's)
+        if key == name:
             return value.decode("latin-1").strip()
     return None
 
@@ -821,7 +892,7 @@ async def _send_body(upstream: _Upstream, body: IO[bytes]) -> None:
         await upstream.writer.drain()
 
 
-async def _relay(upstream: _Upstream, writer: Any, request: h11.Request | None, answered: list[bool]) -> _Relayed:
+async def _relay(upstream: _Upstream, writer: Any, request: _Head | None, answered: list[bool]) -> _Relayed:
     """Pass gunicorn's answer on to ``writer`` as it comes; ``answered[0]`` turns True once the head is written.
 
     Only the head is parsed (the status, and the headers the front strips or must know); the

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import services
-from web.front import FrontConfig, run
+from web.front import FrontConfig, _quick_head, run
 
 #: Answers by request path: the pieces the fake upstream sends, with a pause between them.
 ANSWERS: dict[bytes, list[bytes]] = {
@@ -94,7 +94,7 @@ def front(tmp_path: Path) -> Iterator[tuple[int, FakeUpstream]]:
 
 def read_answers(sock: socket.socket, methods: list[bytes]) -> list[bytes]:
     """The answers to requests of these methods (heads and bodies), read with a client's framing rules."""
-    buf, answers = b"", []
+    buf, answers = b"", list[bytes]()
     for method in methods:
         while b"\r\n\r\n" not in buf:
             data = sock.recv(4096)
@@ -172,3 +172,37 @@ def test_the_peer_header_is_the_fronts_own(front: tuple[int, FakeUpstream]) -> N
     lines = upstream.heads[-1].lower().split(b"\r\n")
     assert [line for line in lines if line.startswith(b"x-chute-peer")] == [b"x-chute-peer: 127.0.0.1"]
     assert not any(line.startswith(b"connection") for line in lines)
+
+
+def test_a_plain_get_is_read_by_hand_and_anything_else_left_to_h11() -> None:
+    head, rest = _quick_head(b"GET /v1/jobs/j?x=1 HTTP/1.1\r\nHost: a\r\nAuthorization:  Bearer k \r\n\r\nGET /")  # type: ignore[misc]
+    assert head == (b"GET", b"/v1/jobs/j?x=1", [(b"host", b"a"), (b"authorization", b"Bearer k")], b"1.1")
+    assert rest == b"GET /"
+    for data in (
+        b"GET / HTTP/1.1\r\nHost: a\r\n",  # not all there yet
+        b"GET / HTTP/1.1\r\n\r\n",  # no Host: h11 answers 400
+        b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",  # obs-fold
+        b"GET / HTTP/1.1\r\nHost: a\r\nX : b\r\n\r\n",  # space before the colon
+        b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n",  # bare LF
+        b"GET / HTTP/1.1\r\nHost: a\x00\r\n\r\n",
+        b"GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    ):
+        assert _quick_head(data) is None, data
+
+
+def test_what_h11_refuses_is_answered_400_by_the_front(front: tuple[int, FakeUpstream]) -> None:
+    port, upstream = front
+    for request in (b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nHost: a\r\nX : b\r\n\r\n"):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(request)
+        answer = b""
+        while data := sock.recv(4096):
+            answer += data
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 400 ") and b'"bad_request"' in answer
+    assert upstream.heads == []
