@@ -20,7 +20,8 @@ exception once they have proved large: spooling them cost a second disk write an
 pass over every byte. When such a body's first ``MEMORY_BUFFER`` bytes have arrived and more
 are declared (``Content-Length``), the front passes it on as it arrives instead, with
 backpressure both ways (it reads from the client only as fast as gunicorn takes the bytes,
-so memory stays flat whatever the file's size). Such a request holds a gunicorn thread at
+so memory stays flat whatever the file's size); past what h11 read, the client's transport
+hands each read straight to gunicorn's (``_BodyRelay``). Such a request holds a gunicorn thread at
 the client's pace, so at most ``max_streams`` bodies stream at once (half the API's threads,
 as ``chute web`` configures it); past that they are spooled as before, and the rest of the
 threads only ever see complete requests. A trickling client never streams: it would have to
@@ -42,6 +43,7 @@ import json
 import logging
 import math
 import re
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -241,6 +243,91 @@ class _Upstream:
         self.writer.close()
 
 
+class _Reader(asyncio.StreamReader):
+    """A client's stream reader that can hand over what it holds unread (``Front._pump``)."""
+
+    def take(self) -> bytes:
+        """The bytes buffered and not yet read, removed from the reader (without waiting for more)."""
+        buffer: bytearray = self._buffer  # type: ignore[attr-defined]  # asyncio's own, with no public accessor
+        held = bytes(buffer)
+        buffer.clear()
+        self._maybe_resume_transport()  # type: ignore[attr-defined]
+        return held
+
+
+class _BodyRelay(asyncio.Protocol):
+    """The client's connection while the rest of a streamed body arrives (``Front._pump``).
+
+    Each read goes straight to gunicorn's transport: no stream reader buffer, copy or await per
+    block. Reading pauses while gunicorn's side holds more than ``BODY_BLOCK`` unsent
+    (backpressure), and stops at the body's end; bytes past it (the client's next request) are
+    kept in ``rest``. ``ended`` completes at the body's end, or fails with ``_ClientGone``.
+    """
+
+    def __init__(self, client: asyncio.Transport, upstream: _Upstream, remaining: int, passing: bool):
+        self.loop = asyncio.get_running_loop()
+        self.client, self.upstream, self.remaining, self.passing = client, upstream, remaining, passing
+        self.original = client.get_protocol()
+        self.rest = b""
+        self.eof = False
+        #: When the client last sent something (the stall limit runs from there).
+        self.last = self.loop.time()
+        #: Reading is paused until gunicorn takes what it was sent (not the client stalling).
+        self.held = False
+        self.ended: asyncio.Future[None] = self.loop.create_future()
+        self.resuming: asyncio.Task[None] | None = None
+        # Whatever gunicorn's socket does not take at once waits in the transport, copied there:
+        # reading pauses until that is sent (drain returns once the transport holds nothing).
+        upstream.writer.transport.set_write_buffer_limits(high=0)
+        sock = upstream.writer.transport.get_extra_info("socket")
+        if sock is not None:  # a deeper socket buffer: more of each read goes in one send
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BODY_BLOCK)
+
+    def data_received(self, data: bytes) -> None:
+        if self.ended.done():
+            self.rest += data
+            return
+        self.last = self.loop.time()
+        if len(data) >= self.remaining:
+            data, self.rest = data[: self.remaining], data[self.remaining :]
+        self.remaining -= len(data)
+        if self.passing:
+            transport = self.upstream.writer.transport
+            if transport.is_closing():
+                self.passing = False  # gunicorn answered early and closed: the rest is dropped
+            else:
+                transport.write(data)
+                if self.remaining and transport.get_write_buffer_size() and not self.held:
+                    self.held = True
+                    self.client.pause_reading()
+                    self.resuming = self.loop.create_task(self._resume())
+        if not self.remaining:
+            self.client.pause_reading()  # the next request waits for the stream reader
+            self.ended.set_result(None)
+
+    async def _resume(self) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.upstream.writer.drain()
+        self.held = False
+        self.last = self.loop.time()
+        if not self.ended.done() and not self.client.is_closing():
+            self.client.resume_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._fail("the client closed the connection mid-body")
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(f"the client went away mid-body: {exc}")
+        self.original.connection_lost(exc)  # the stream writer waits for its close there
+
+    def _fail(self, message: str) -> None:
+        if not self.ended.done():
+            self.ended.set_exception(_ClientGone(message))
+
+
 class _Discard:
     """Where an answer nobody waits for goes (``_discard_answer``)."""
 
@@ -357,7 +444,13 @@ class Front:
         self.throttled[(key[0], parts[0])] = (time.monotonic() + int(parts[1]), parts[2])
 
     async def serve(self, host: str, port: int) -> asyncio.Server:
-        return await asyncio.start_server(self.handle, host, port, backlog=2048, limit=READ_SIZE)
+        """``asyncio.start_server``, with readers that can hand over what they hold (``_Reader``)."""
+        loop = asyncio.get_running_loop()
+
+        def connected() -> asyncio.StreamReaderProtocol:
+            return asyncio.StreamReaderProtocol(_Reader(limit=READ_SIZE, loop=loop), self.handle, loop=loop)
+
+        return await loop.create_server(connected, host, port, backlog=2048)
 
     async def drain(self, grace: float) -> None:
         """Let open connections finish for up to ``grace`` seconds, then cut the rest."""
@@ -569,7 +662,7 @@ class Front:
                 raise _Refuse(503, "service_unavailable", "the API is starting or restarting; try again")
             length = int(_header(request.headers, b"content-length") or 0)
             upstream.writer.write(_upstream_head(request, length, peer))
-            pump = asyncio.create_task(self._pump(head, length - _size(head), conn, reader, upstream))
+            pump = asyncio.create_task(self._pump(head, length - _size(head), conn, reader, writer, upstream))
             relay = asyncio.create_task(_relay(upstream, writer, request, answered))
             try:
                 await asyncio.wait({pump, relay}, return_when=asyncio.FIRST_COMPLETED)
@@ -604,15 +697,15 @@ class Front:
 
     async def _pump(
         self, head: IO[bytes], remaining: int, conn: h11.Connection, reader: asyncio.StreamReader,
-        upstream: _Upstream,
+        writer: asyncio.StreamWriter, upstream: _Upstream,
     ) -> None:  # fmt: skip
         """Send ``head``, then the client's body as it arrives, to gunicorn; once gunicorn stops
         taking it (it answered early and closed), read the rest of the body and drop it.
 
         What h11 already holds of the body goes through it; the rest (``remaining`` bytes less
-        that) goes straight from one socket to the other in blocks of up to ``BODY_BLOCK``,
-        bypassing h11 (each pass through it copied every block twice more), and exactly that
-        many bytes are read, so a next request on the connection stays unread.
+        that) goes straight from the client's transport to gunicorn's (``_BodyRelay``), bypassing
+        h11 and the stream reader (each pass through them copied every block again), and exactly
+        that many bytes are taken, so a next request on the connection stays for the reader.
 
         Raises:
             _ClientGone: the client went away or broke the protocol mid-body.
@@ -641,16 +734,38 @@ class Front:
                     raise _ClientGone("the client closed the connection mid-body")
         except h11.RemoteProtocolError as e:
             raise _ClientGone(f"the client broke the protocol mid-body: {e}") from None
-        while remaining > 0:
-            try:
-                async with asyncio.timeout(self.config.body_stall):
-                    data = await reader.read(min(BODY_BLOCK, remaining))
-            except ConnectionError as e:
-                raise _ClientGone(f"the client went away mid-body: {e}") from None
-            if not data:
-                raise _ClientGone("the client closed the connection mid-body")
-            remaining -= len(data)
-            await up(data)
+        if remaining <= 0:
+            return
+        assert isinstance(reader, _Reader)
+        client = writer.transport
+        assert isinstance(client, asyncio.Transport)
+        relay = _BodyRelay(client, upstream, remaining, passing)
+        original = client.get_protocol()
+        client.set_protocol(relay)
+        try:
+            held = reader.take()
+            if held:
+                relay.data_received(held)
+            client.resume_reading()
+            loop = asyncio.get_running_loop()
+            while not relay.ended.done():
+                left = relay.last + self.config.body_stall - loop.time()
+                if left <= 0 and not relay.held:
+                    raise TimeoutError
+                await asyncio.wait([relay.ended], timeout=max(left, 0.05))
+            relay.ended.result()
+        finally:
+            client.set_protocol(original)
+            if relay.resuming is not None:
+                relay.resuming.cancel()
+            if relay.ended.done():
+                relay.ended.exception()  # retrieved (it may go unraised when this task is cancelled)
+            if relay.rest:
+                reader.feed_data(relay.rest)
+            if relay.eof:
+                reader.feed_eof()
+            if not client.is_closing():
+                client.resume_reading()
 
     async def _after_cut(self, request: _Head, upstream: _Upstream, error: BaseException | None,
                          answered: bool) -> None:  # fmt: skip

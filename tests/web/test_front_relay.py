@@ -7,6 +7,8 @@ connection. A fake upstream on a Unix socket answers by path, in pieces cut at a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import threading
 import time
@@ -18,6 +20,7 @@ import pytest
 from tests.support import services
 from web.front import FrontConfig, _quick_head, run
 
+MiB = 1 << 20
 #: Answers by request path: the pieces the fake upstream sends, with a pause between them.
 ANSWERS: dict[bytes, list[bytes]] = {
     b"/length": [b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello", b" world"],
@@ -38,6 +41,7 @@ class FakeUpstream:
 
     def __init__(self, path: str):
         self.heads: list[bytes] = []
+        self.bodies: list[bytes] = []
         self.connections = 0
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.bind(path)
@@ -54,22 +58,33 @@ class FakeUpstream:
             threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
 
     def serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):  # the front may close first (a stalled body)
+            self.answer(conn)
+
+    def answer(self, conn: socket.socket) -> None:
         buf = b""
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(4096)
-                    if not data:
-                        return
-                    buf += data
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                self.heads.append(head)
-                path = head.split(b" ")[1]
-                for piece in ANSWERS[path]:
-                    conn.sendall(piece)
-                    time.sleep(0.01)
-                if path == b"/closing":
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(4096)
+                if not data:
                     return
+                buf += data
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            self.heads.append(head)
+            path = head.split(b" ")[1]
+            if path == b"/v1/tus/upload":  # a body to take whole, or up to the front cutting it
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                while len(buf) < length and (data := conn.recv(1 << 20)):
+                    buf += data
+                body, buf = buf[:length], buf[length:]
+                self.bodies.append(body)
+                conn.sendall(b"HTTP/1.1 204 No Content\r\nUpload-Offset: %d\r\n\r\n" % len(body))
+                continue
+            for piece in ANSWERS[path]:
+                conn.sendall(piece)
+                time.sleep(0.01)
+            if path == b"/closing":
+                return
 
 
 @pytest.fixture
@@ -80,7 +95,7 @@ def front(tmp_path: Path) -> Iterator[tuple[int, FakeUpstream]]:
     stop = asyncio.Event()
 
     async def main() -> None:
-        await run(FrontConfig(str(tmp_path / "up.sock"), 5, 5, 1 << 20), "127.0.0.1", port, stop)
+        await run(FrontConfig(str(tmp_path / "up.sock"), 5, 1, 1 << 30, max_streams=1), "127.0.0.1", port, stop)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()
@@ -206,3 +221,40 @@ def test_what_h11_refuses_is_answered_400_by_the_front(front: tuple[int, FakeUps
         sock.close()
         assert answer.startswith(b"HTTP/1.1 400 ") and b'"bad_request"' in answer
     assert upstream.heads == []
+
+
+def patch_head(size: int) -> bytes:
+    return b"PATCH /v1/tus/upload HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nContent-Length: %d\r\n\r\n" % size
+
+
+def test_a_streamed_body_goes_whole_and_the_next_request_after_it_is_read(front: tuple[int, FakeUpstream]) -> None:
+    """Past its first MiB a body goes from socket to socket (``_BodyRelay``), in reads that may
+    end inside the next request: gunicorn gets exactly the body, the client both answers."""
+    port, upstream = front
+    body = os.urandom(5 * MiB + 123)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(patch_head(len(body)) + body + b"GET /length HTTP/1.1\r\nHost: x\r\n\r\n")
+    patched, length = read_answers(sock, [b"PATCH", b"GET"])
+    assert patched.startswith(b"HTTP/1.1 204 ") and b"upload-offset: %d" % len(body) in patched.lower()
+    assert length.endswith(b"hello world")
+    sock.close()
+    assert upstream.bodies == [body]
+
+
+def test_a_streamed_body_cut_off_reaches_gunicorn_cut_and_a_stalled_one_is_408(
+    front: tuple[int, FakeUpstream],
+) -> None:
+    port, upstream = front
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(patch_head(4 * MiB) + b"x" * (2 * MiB))
+    time.sleep(0.3)
+    sock.close()
+    services.wait_until(lambda: len(upstream.bodies) == 1, 10, what="the cut body")
+    assert upstream.bodies == [b"x" * (2 * MiB)]  # a tus PATCH keeps what arrived
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(patch_head(4 * MiB) + b"x" * (2 * MiB))  # then nothing, past the 1 s stall limit
+    answer = b""
+    while data := sock.recv(4096):
+        answer += data
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
