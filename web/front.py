@@ -203,6 +203,22 @@ def _streams(request: _Head) -> bool:
     return request.method == b"POST" and path in STREAMED_POST
 
 
+def _declared_length(request: _Head) -> int | None:
+    """The body's ``Content-Length`` when it alone frames the body (h11 checked it is a number)."""
+    if _header(request.headers, b"transfer-encoding") is not None:
+        return None
+    length = _header(request.headers, b"content-length")
+    return int(length) if length is not None and length.isdigit() else None
+
+
+def _body_pending(conn: h11.Connection, request: _Head, body: IO[bytes]) -> bool:
+    """More of the request's body is still to be read (``Front._read_body`` stopped early)."""
+    declared = _declared_length(request)
+    if declared is not None and conn.their_state is h11.SEND_BODY:
+        return _size(body) < declared
+    return conn.their_state is h11.SEND_BODY
+
+
 def _keeps_alive(request: _Head) -> bool:
     """The client means to send another request on this connection (HTTP/1.1, no close)."""
     connection = (_header(request.headers, b"connection") or "").lower()
@@ -497,13 +513,14 @@ class Front:
                         await self._forward_partial(request, partial.body, peer)
                         return
                 await self._after_partials(request)
-                if streams and conn.their_state is h11.SEND_BODY and self.streaming < self.config.max_streams:
+                pending = _body_pending(conn, request, body)
+                if streams and pending and self.streaming < self.config.max_streams:
                     if upstream is not None:
                         upstream.close()
                         upstream = None
                     kept = await self._stream(request, body, peer, conn, reader, writer, answered)
                 else:
-                    if conn.their_state is h11.SEND_BODY:  # no stream slot left after all: spool the rest
+                    if pending:  # no stream slot left after all: spool the rest
                         body = await self._read_body(conn, reader, writer, request, None, body)
                     try:
                         upstream, kept = await self._forward(upstream, request, body, peer, writer, answered)
@@ -602,8 +619,13 @@ class Front:
                 await _send(writer, conn, h11.InformationalResponse(status_code=100, headers=[]))
         body: IO[bytes] = started or tempfile.SpooledTemporaryFile(max_size=MEMORY_BUFFER)  # noqa: SIM115 (the caller closes it)
         size = body.seek(0, 2)
+        declared = _declared_length(request)
         try:
             while upto is None or size < upto:
+                if declared is not None and conn.their_state is h11.SEND_BODY and not conn.trailing_data[0]:
+                    # h11 holds nothing more of a body of known length: the rest is read past it.
+                    size = await self._read_raw(reader, request, body, size, min(declared, upto or declared))
+                    break
                 try:
                     event = await self._receive(conn, reader, self.config.body_stall)
                 except (h11.RemoteProtocolError, ConnectionError):  # the client went away mid-body
@@ -618,8 +640,7 @@ class Front:
                         raise _Refuse(413, "request_entity_too_large", f"the body is over {self.config.max_body} bytes")
                     body.write(event.data)
                 elif isinstance(event, h11.EndOfMessage):
-                    body.seek(0)
-                    return body
+                    break
                 elif isinstance(event, h11.ConnectionClosed):
                     if size and _keeps_partial(request):
                         raise _Partial(body)
@@ -631,6 +652,28 @@ class Front:
         except BaseException:
             body.close()
             raise
+
+    async def _read_raw(self, reader: asyncio.StreamReader, request: _Head, body: IO[bytes], size: int,
+                        upto: int) -> int:  # fmt: skip
+        """Read a body on from ``size`` bytes to exactly ``upto`` (at most its declared length)
+        straight from the stream reader into ``body`` (h11's pass cost two more copies of every
+        block); no further, so a next request stays unread and a spool stays in memory when
+        ``upto`` is ``STREAM_AFTER``. Returns the size reached."""
+        while size < upto:
+            try:
+                async with asyncio.timeout(self.config.body_stall):
+                    data = await reader.read(min(BODY_BLOCK, upto - size))
+            except TimeoutError:
+                raise _Refuse(408, "request_timeout", "the request body stalled") from None
+            except ConnectionError:
+                data = b""
+            if not data:
+                if size and _keeps_partial(request):
+                    raise _Partial(body)
+                raise ConnectionError("the client closed the connection mid-body")
+            size += len(data)
+            body.write(data)
+        return size
 
     async def _stream(
         self,

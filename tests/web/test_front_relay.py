@@ -258,3 +258,21 @@ def test_a_streamed_body_cut_off_reaches_gunicorn_cut_and_a_stalled_one_is_408(
         answer += data
     sock.close()
     assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_spooled_body_read_in_pieces_is_passed_on_whole_and_the_next_request_read(
+    front: tuple[int, FakeUpstream],
+) -> None:
+    """A body under a MiB is read whole first (past h11 once its head is parsed), then passed on."""
+    port, upstream = front
+    body = os.urandom(300 * 1024)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(patch_head(len(body)) + body[:1000])
+    time.sleep(0.1)
+    sock.sendall(body[1000:200_000])
+    time.sleep(0.1)
+    sock.sendall(body[200_000:] + b"GET /length HTTP/1.1\r\nHost: x\r\n\r\n")
+    patched, length = read_answers(sock, [b"PATCH", b"GET"])
+    assert b"upload-offset: %d" % len(body) in patched.lower() and length.endswith(b"hello world")
+    sock.close()
+    assert upstream.bodies == [body]
