@@ -521,7 +521,11 @@ class Front:
                     kept = await self._stream(request, body, peer, conn, reader, writer, answered)
                 else:
                     if pending:  # no stream slot left after all: spool the rest
-                        body = await self._read_body(conn, reader, writer, request, None, body)
+                        try:
+                            body = await self._read_body(conn, reader, writer, request, None, body)
+                        except _Partial as partial:
+                            await self._forward_partial(request, partial.body, peer)
+                            return
                     try:
                         upstream, kept = await self._forward(upstream, request, body, peer, writer, answered)
                     finally:
