@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
-from sqlalchemy import Row, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from models.delivery import WebhookEvent, WebhookState
@@ -152,13 +152,18 @@ _STATUS_QUERY = select(*VIEW_COLUMNS, _newest_event(_events.status).label("webho
                        _newest_event(_events.attempts).label("webhook_attempts"))  # fmt: skip
 
 
+#: The same, for one job of one tenant: built once, so each read skips building the statement and
+#: its cache key.
+_STATUS_BY_ID = _STATUS_QUERY.where(_jobs.id == bindparam("job_id"), _jobs.tenant_id == bindparam("tenant_id"))
+
+
 def read_job_view(session: Session, tenant_id: str, job_id: str) -> JobView:
     """The tenant's job as clients see it, in one round trip.
 
     Raises:
         NotFound: no such job for this tenant (also another tenant's).
     """
-    row = session.execute(_STATUS_QUERY.where(_jobs.id == job_id, _jobs.tenant_id == tenant_id)).one_or_none()
+    row = session.execute(_STATUS_BY_ID, {"job_id": job_id, "tenant_id": tenant_id}).one_or_none()
     if row is None:
         raise NotFound(f"no job {job_id}", code="job_not_found")
     state = None if row.webhook_status is None else WebhookState(row.webhook_status, row.webhook_attempts)
