@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -124,6 +124,7 @@ class Database:
         readers = self.engine if self.engine.dialect.name == "sqlite" else self.engine.execution_options(
             isolation_level="AUTOCOMMIT"
         )
+        self.readers = readers
         self.read_sessions = sessionmaker(readers, expire_on_commit=False)
 
     def dispose(self) -> None:
@@ -155,6 +156,17 @@ def read_scope() -> Iterator[Session]:
     finally:
         session.rollback()
         session.close()
+
+
+@contextmanager
+def read_connection() -> Iterator[Connection]:
+    """A connection for Core reads only, without a session: the hottest reads (the status GET)
+    need no unit of work, and a session's begin, rollback and close cost as much as the query."""
+    with database().readers.connect() as connection:
+        try:
+            yield connection
+        finally:
+            connection.rollback()  # nothing to undo on PostgreSQL (autocommit); ends SQLite's read
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from models.delivery import WebhookEvent, WebhookState
@@ -157,7 +157,7 @@ _STATUS_QUERY = select(*VIEW_COLUMNS, _newest_event(_events.status).label("webho
 _STATUS_BY_ID = _STATUS_QUERY.where(_jobs.id == bindparam("job_id"), _jobs.tenant_id == bindparam("tenant_id"))
 
 
-def read_job_view(session: Session, tenant_id: str, job_id: str) -> JobView:
+def read_job_view(session: Session | Connection, tenant_id: str, job_id: str) -> JobView:
     """The tenant's job as clients see it, in one round trip.
 
     Raises:

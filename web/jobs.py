@@ -19,7 +19,7 @@ from actors.url_guard import REFUSED
 from models import delivery, quota, staging
 from models import job as jobs
 from models import upload as uploads
-from models.db import read_scope, session_scope
+from models.db import read_connection, read_scope, session_scope
 from models.errors import BrokerUnavailable, Conflict, Invalid, NotFound, TooLarge, UnsupportedMediaType
 from models.settings import current_settings as settings
 from models.views import JobView, job_view, read_job_view
@@ -188,8 +188,8 @@ def index(query: JobListQuery) -> JobList:
     errors=JOB_ERRORS,
 )
 def show(job_id: str) -> JobView:
-    with read_scope() as session:
-        return read_job_view(session, tenant_id(), job_id)
+    with read_connection() as connection:
+        return read_job_view(connection, tenant_id(), job_id)
 
 
 @bp.delete("/<job_id:job_id>")
