@@ -164,15 +164,21 @@ def test_an_upstream_that_closes_is_replaced_and_the_client_kept(front: tuple[in
     assert upstream.connections == 2
 
 
+def whole_answer(port: int, request: bytes) -> bytes:
+    """Send ``request`` on a new connection and read until the front closes it."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(request)
+    answer = b""
+    while data := sock.recv(4096):
+        answer += data
+    sock.close()
+    return answer
+
+
 def test_a_client_that_asks_to_close_is_told_so_and_closed(front: tuple[int, FakeUpstream]) -> None:
     port, upstream = front
     for request in (b"GET /length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"GET /length HTTP/1.0\r\n\r\n"):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.sendall(request)
-        answer = b""
-        while data := sock.recv(4096):
-            answer += data
-        sock.close()
+        answer = whole_answer(port, request)
         assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nhello world")
         assert b"connection: close" in answer.lower()
     assert upstream.heads[-1].startswith(b"GET /length HTTP/1.0\r\n")  # gunicorn frames for a 1.0 client
@@ -213,12 +219,7 @@ def test_a_plain_get_is_read_by_hand_and_anything_else_left_to_h11() -> None:
 def test_what_h11_refuses_is_answered_400_by_the_front(front: tuple[int, FakeUpstream]) -> None:
     port, upstream = front
     for request in (b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nHost: a\r\nX : b\r\n\r\n"):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.sendall(request)
-        answer = b""
-        while data := sock.recv(4096):
-            answer += data
-        sock.close()
+        answer = whole_answer(port, request)
         assert answer.startswith(b"HTTP/1.1 400 ") and b'"bad_request"' in answer
     assert upstream.heads == []
 
