@@ -107,9 +107,9 @@ def check_file_size(limits: Limits, size: int) -> None:
         )
 
 
-def reserve_upload(session: Session, tenant_id: str, settings: Settings, size: int, *, opens: bool = True) -> None:
-    """Check that the tenant may open an upload of ``size`` bytes (``opens``: one that stays
-    receiving, so it counts against open uploads and staged bytes).
+def reserve_upload(session: Session, tenant_id: str, settings: Settings, size: int) -> None:
+    """Check that the tenant may open an upload of ``size`` bytes (one that stays receiving, so it
+    counts against open uploads and staged bytes).
 
     Raises:
         TooLarge: over the largest file (413 ``file_too_large``).
@@ -117,8 +117,6 @@ def reserve_upload(session: Session, tenant_id: str, settings: Settings, size: i
     """
     limits = limits_of(_locked_tenant(session, tenant_id), settings)
     check_file_size(limits, size)
-    if not opens:
-        return
     used = usage_of(session, tenant_id)
     if used.open_uploads + 1 > limits.open_uploads:
         raise _exceeded("open_uploads", limits.open_uploads, used.open_uploads,
