@@ -125,42 +125,24 @@ class Job(Base):
         return {"code": self.error_code, "message": self.error_message}
 
 
-def create_job(session: Session, upload: Upload) -> Job:
-    """The job of a completed upload (the caller holds the upload's row lock)."""
-    job = Job(
-        id=new_id("job"),
-        tenant_id=upload.tenant_id,
-        upload_id=upload.id,
-        filename=upload.filename,
-        content_type=upload.content_type,
-        size=upload.size,
-        sha256=upload.sha256,
-        webhook_url=upload.webhook_url,
-        meta=upload.meta,
-        credential_id=upload.credential_id,
-        status=QUEUED,
-        progress=0.0,
-        attempts=0,
-        stage_attempts=0,
-        lost_runs=0,
-        crashes=0,
-        run_isolated=False,
-    )
-    session.add(job)
+def create_job(session: Session, upload: Upload) -> str:
+    """The job of a completed upload (the caller holds the upload's row lock); returns its id."""
+    job_id = new_job_id()
+    insert_job(session, job_id, upload)
     upload.status = COMPLETE
     upload.completed_at = utcnow()
-    upload.job_id = job.id
+    upload.job_id = job_id
     session.flush()
-    return job
+    return job_id
 
 
 def new_job_id() -> str:
     return new_id("job")
 
 
-def insert_job(session: Session, job_id: str, received: ReceivedFile) -> None:
-    """The job of a file received whole (``upload.record_received_file``), as one table insert,
-    announced as queued."""
+def insert_job(session: Session, job_id: str, received: ReceivedFile | Upload) -> None:
+    """The job of an upload (a file received whole, ``upload.record_received_file``, or a
+    completed upload's row), as one table insert, announced as queued."""
     now = utcnow()
     values = {"id": job_id, "tenant_id": received.tenant_id, "upload_id": received.id, "filename": received.filename,
               "content_type": received.content_type, "size": received.size, "sha256": received.sha256,

@@ -118,7 +118,7 @@ def check_partials(final_ids: tuple[str, ...], partials: list[uploads.Upload]) -
     return total
 
 
-def adopt_chunks(session: Session, final: uploads.Upload, parts: list[tuple[uploads.Upload, list[uploads.Chunk]]]
+def adopt_chunks(session: Session, final: uploads.Upload, parts: list[tuple[uploads.Upload, list[uploads.ChunkEntry]]]
                  ) -> list[tuple[str, int, int]]:  # fmt: skip
     """Give ``final`` the partials' chunks in order; returns (partial id, its index, final index)
     for each, so the caller links the files."""

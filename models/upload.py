@@ -217,10 +217,6 @@ def record_chunk(session: Session, upload: Upload, index: int, size: int, sha256
     session.execute(stmt)
 
 
-def chunks(session: Session, upload_id: str) -> list[Chunk]:
-    return list(session.scalars(select(Chunk).where(Chunk.upload_id == upload_id).order_by(Chunk.index)))
-
-
 _UPLOADS, _CHUNKS = Base.metadata.tables["uploads"].c, Base.metadata.tables["upload_chunks"].c
 #: The stages' reads, as table-column selects built once (no ORM entities to compile or load).
 _CHECKED = select(_UPLOADS.chunk_count, _UPLOADS.sha256, _UPLOADS.allowed_types).where(

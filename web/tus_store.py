@@ -251,7 +251,7 @@ class TusStore:
         """
         partials = {pid: self._get(session, pid) for pid in part_ids}
         final = self.new_upload(session, size=total, concat=tus.FINAL, concat_parts=list(part_ids), **fields)
-        parts = [(partials[pid], uploads.chunks(session, pid)) for pid in part_ids]
+        parts = [(partials[pid], uploads.chunk_manifest(session, pid)) for pid in part_ids]
         try:
             for source, index, target in tus.adopt_chunks(session, final, parts):
                 self._link(source, index, final.id, target)
@@ -265,7 +265,7 @@ class TusStore:
     def start_job(self, session: Any, upload: uploads.Upload) -> str:
         """Create the job of a finished upload (in the caller's transaction, under its row lock)."""
         staging.sync_upload(self.settings.staging_dir, upload.id)
-        return jobs.create_job(session, upload).id
+        return jobs.create_job(session, upload)
 
     @staticmethod
     def publish(job_id: str) -> None:

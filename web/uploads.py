@@ -68,7 +68,7 @@ def check_webhook_url(url: str | None) -> str | None:
     return url
 
 
-def upload_view(upload: uploads.Upload, received: list[uploads.Chunk]) -> UploadView:
+def upload_view(upload: uploads.Upload, received: list[uploads.ChunkEntry]) -> UploadView:
     return UploadView(
         upload_id=upload.id,
         filename=upload.filename,
@@ -211,7 +211,7 @@ def put_chunk(upload_id: str, index: int, headers: ChunkHeaders) -> ChunkStored:
 def show(upload_id: str) -> UploadView:
     with read_scope() as session:
         upload = uploads.get_upload(session, tenant_id(), upload_id)
-        return upload_view(upload, uploads.chunks(session, upload_id))
+        return upload_view(upload, uploads.chunk_manifest(session, upload_id))
 
 
 @bp.post("/<upload_id:upload_id>/complete")
@@ -238,6 +238,7 @@ def complete(upload_id: str) -> tuple[UploadCompleted, int, dict[str, str]]:
         if upload.job_id is not None:
             job = jobs.load_job(session, upload.job_id)
             assert job is not None
+            job_id, status, enqueued = job.id, job.status, job.enqueued_at is not None
         else:
             uploads.ensure_chunked(upload)
             uploads.ensure_receiving(upload)
@@ -251,9 +252,8 @@ def complete(upload_id: str) -> tuple[UploadCompleted, int, dict[str, str]]:
                 )
             quota.reserve_jobs(session, tenant_id(), settings())
             staging.sync_upload(settings().staging_dir, upload_id)
-            job = jobs.create_job(session, upload)
+            job_id, status, enqueued = jobs.create_job(session, upload), jobs.QUEUED, False
             UPLOADS.labels("completed").inc()
-        job_id, status, enqueued = job.id, job.status, job.enqueued_at is not None
     if not enqueued:
         publish_job(job_id)
     body = UploadCompleted(job_id=job_id, upload_id=upload_id, status=status)  # type: ignore[arg-type]

@@ -44,7 +44,7 @@ def staged_job(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(piece)
             uploads.record_chunk(session, upload_row, index, len(piece), hashlib.sha256(piece).hexdigest())
-        return jobs.create_job(session, upload_row).id
+        return jobs.create_job(session, upload_row)
 
 
 def run_stage(actor: dramatiq.Actor, job_id: str) -> None:

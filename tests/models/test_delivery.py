@@ -21,8 +21,8 @@ URL = "http://127.0.0.1:9/hook"
 def new_event(settings: Settings, tenant: TenantKeys) -> str:
     with session_scope() as session:
         upload = uploads.create_upload(session, tenant.tenant_id, settings, filename="a.txt", size=0)
-        job = jobs.create_job(session, upload)
-        event = delivery.WebhookEvent(id="msg_1", job_id=job.id, tenant_id=tenant.tenant_id, type="job.completed",
+        job_id = jobs.create_job(session, upload)
+        event = delivery.WebhookEvent(id="msg_1", job_id=job_id, tenant_id=tenant.tenant_id, type="job.completed",
                                       url=URL, payload='{"a":1}', status=delivery.PENDING, attempts=0,
                                       created_at=utcnow())  # fmt: skip
         session.add(event)

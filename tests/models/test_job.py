@@ -14,7 +14,7 @@ from tests.conftest import TenantKeys
 def new_job(settings: Settings, tenant: TenantKeys) -> str:
     with session_scope() as session:
         upload = uploads.create_upload(session, tenant.tenant_id, settings, filename="a.txt", size=0)
-        return jobs.create_job(session, upload).id
+        return jobs.create_job(session, upload)
 
 
 def begin(job_id: str, stage: str) -> jobs.StageRun:
