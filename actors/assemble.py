@@ -8,30 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
-from actors.chunkio import READ_SIZE, ChunkedFile, ChunkFile
+from actors.chunkio import READ_SIZE, staged_file
 from actors.extraction import detect
 from actors.progress import ProgressThrottle
 from actors.stage import stage_actor
 from actors.tracking import StageStart
 from models import job as jobs
-from models import staging
 from models import upload as uploads
 from models.db import session_scope
 from models.errors import FileRejected
-from models.settings import current_settings
 from models.tokens import type_allowed
 
 log = logging.getLogger(__name__)
-
-
-def staged_file(upload_id: str, chunks: Iterable[uploads.ChunkEntry]) -> ChunkedFile:
-    """The upload's staged chunk files, in its manifest's order."""
-    staging_dir = current_settings().staging_dir
-    return ChunkedFile([ChunkFile(staging.chunk_path(staging_dir, upload_id, c.index), c.size) for c in chunks])
 
 
 def read_upload(session: Session, job: jobs.JobSnapshot) -> uploads.StagedUpload:

@@ -8,9 +8,13 @@ written again.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from models import staging
+from models.settings import current_settings
+from models.upload import ChunkEntry
 
 #: Read size when hashing: large enough to amortise syscalls, small enough to stay in cache.
 READ_SIZE = 1024 * 1024
@@ -64,3 +68,9 @@ class ChunkedFile:
 
     def head(self, length: int = 4096) -> bytes:
         return self.read_at(0, min(length, self.size))
+
+
+def staged_file(upload_id: str, chunks: Iterable[ChunkEntry]) -> ChunkedFile:
+    """The upload's staged chunk files, in its manifest's order."""
+    staging_dir = current_settings().staging_dir
+    return ChunkedFile([ChunkFile(staging.chunk_path(staging_dir, upload_id, c.index), c.size) for c in chunks])

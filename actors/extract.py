@@ -18,8 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from actors.assemble import staged_file
-from actors.chunkio import ChunkedFile
+from actors.chunkio import ChunkedFile, staged_file
 from actors.cleanup import release_job
 from actors.extract_source import fetch_source
 from actors.extraction import Extraction, ExtractLimits, extract_file

@@ -17,8 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from actors.assemble import staged_file
-from actors.chunkio import ChunkedFile
+from actors.chunkio import ChunkedFile, staged_file
 from actors.cleanup import release_job
 from actors.stage import stage_actor
 from actors.storage import ObjectStore, open_store, part_size_for
