@@ -26,7 +26,7 @@ from actors.extraction.ocr import probe
 from actors.stage import stage_actor
 from actors.storage import ObjectStore, open_store
 from actors.tracking import StageStart
-from actors.upload import derivative_key
+from actors.upload import derivative_key, plain_result
 from models import job as jobs
 from models import staging
 from models import upload as uploads
@@ -61,16 +61,10 @@ def extract(job_id: str, start: StageStart) -> None:
     if job.extracted_at is not None or start.prepared is None:
         return
     prepared: ExtractInput = start.prepared
-    key, kind, mime = job.object_key, job.kind or "other", job.detected_type or "application/octet-stream"
+    key, kind = job.object_key, job.kind or "other"
     upload_id = job.upload_id
     assert key is not None
-    result: dict[str, Any] = {
-        "object": {"bucket": job.object_bucket, "key": key, "size": job.size, "sha256": job.sha256},
-        "kind": kind,
-        "mime": mime,
-        "declared_type": job.content_type,
-        "derivatives": [],
-    }
+    result = plain_result(job, job.object_bucket, key)
     # A scratch directory of this run's own: a duplicate delivery running at the same time
     # (a re-sent message) must not read or delete this run's files.
     scratch = staging.run_dir(settings.staging_dir, job_id, uuid.uuid4().hex)

@@ -76,3 +76,22 @@ def read_start(job_id: str, stage: str, prepare: Prepare | None) -> StageStart |
             return None
         ready = not job.terminal and not jobs.stage_done(job, stage)
         return StageStart(job, prepare(session, job) if ready and prepare else None)
+
+
+def pass_over(stage: str) -> None:
+    """Let the pipeline go past ``stage``, the next one, whose work the current stage recorded
+    (``jobs.advance_stage(..., through=stage)``): the Pipelines middleware then sends the stage
+    after it, and the skipped stage costs no message, no run and no transaction.
+
+    Does nothing outside a worker, or when the current message's next stage is another one (a
+    pipeline resumed further on).
+    """
+    message = CurrentMessage.get_current_message()
+    target = message.options.get("pipe_target") if message is not None else None
+    if message is None or target is None or target.get("actor_name") != stage:
+        return
+    following = target.get("options", {}).get("pipe_target")
+    if following is None:
+        del message.options["pipe_target"]
+    else:
+        message.options["pipe_target"] = following

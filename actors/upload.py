@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from actors.chunkio import ChunkedFile, staged_file
 from actors.cleanup import release_job
-from actors.stage import stage_actor
+from actors.stage import pass_over, stage_actor
 from actors.storage import ObjectStore, open_store, part_size_for
 from actors.tracking import StageStart
 from models import job as jobs
@@ -46,6 +46,18 @@ def derivative_key(job: jobs.Job | jobs.JobSnapshot, filename: str) -> str:
     return f"{job.tenant_id}/{job.id}/derivatives/{filename}"
 
 
+def plain_result(job: jobs.JobSnapshot, bucket: str | None, key: str) -> dict[str, Any]:
+    """A job's result before extract adds to it: where the file is stored and what it is. For a
+    kind extract does not parse, that is the whole result, and upload records it."""
+    return {
+        "object": {"bucket": bucket, "key": key, "size": job.size, "sha256": job.sha256},
+        "kind": job.kind or "other",
+        "mime": job.detected_type or "application/octet-stream",
+        "declared_type": job.content_type,
+        "derivatives": [],
+    }
+
+
 def prepare_upload(session: Session, job: jobs.JobSnapshot) -> tuple[ChunkedFile, str, str]:
     """Read the chunks, and record where the file goes before any byte does (a cancel in
     between then knows what to remove): (the staged file, the key, the bucket)."""
@@ -58,17 +70,21 @@ def prepare_upload(session: Session, job: jobs.JobSnapshot) -> tuple[ChunkedFile
 
 @stage_actor("upload", prepare=prepare_upload)
 def upload(job_id: str, start: StageStart) -> None:
-    """Store the file; record bucket and key; remove the staged chunks unless extract reads them."""
+    """Store the file; record bucket and key; remove the staged chunks unless extract reads them
+    (for a kind it does not parse, record the result and let the pipeline pass over extract)."""
     settings = current_settings()
     store = open_store(settings.storage_url)
     job = start.job
+    parsed = job.kind in staging.EXTRACTED_KINDS
     if job.uploaded_at is not None:  # a redelivery after a crash between storing and cleaning up
-        if job.kind not in staging.EXTRACTED_KINDS:  # else extract reads them, then removes them
+        if not parsed:  # else extract reads them, then removes them
             staging.remove_upload(settings.staging_dir, job.upload_id)
+        if job.extracted_at is not None and not parsed:
+            pass_over("extract")
         return
     if start.prepared is None:  # the job ended
         return
-    file, key, _ = start.prepared
+    file, key, bucket = start.prepared
     content_type = job.detected_type or "application/octet-stream"
     part_size = part_size_for(file.size, settings.part_size)
     multipart = file.size > part_size
@@ -89,14 +105,18 @@ def upload(job_id: str, start: StageStart) -> None:
             _forget_multipart(job_id)  # the retry starts a new one
             raise
 
+    # A kind extract does not parse gets its whole result here, and the pipeline passes over
+    # extract: a message, a run and two transactions less for such a job.
+    extracted: dict[str, Any] = {} if parsed else {"through": "extract", "result": plain_result(job, bucket, key)}
     with session_scope() as session:
-        outcome = jobs.advance_stage(session, job_id, "upload", multipart_id=None, parts=None)
+        outcome = jobs.advance_stage(session, job_id, "upload", multipart_id=None, parts=None, **extracted)
     start.closed = outcome == jobs.Advance.ADVANCED
     if outcome == jobs.Advance.ENDED:  # cancelled while the last bytes went up: the object goes too
         release_job(job_id)
         return
-    if job.kind not in staging.EXTRACTED_KINDS:  # extract reads the chunks of the files it parses, then removes them
+    if not parsed:  # extract reads the chunks of the files it parses, then removes them
         staging.remove_upload(settings.staging_dir, job.upload_id)
+        pass_over("extract")
     if start.closed:
         log.info("job %s stored as %s/%s", job_id, store.bucket, key)
 

@@ -69,7 +69,8 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
     stage: Mapped[str | None] = mapped_column(String(16))
     progress: Mapped[float] = mapped_column(Float, default=0.0)
-    #: Stage runs started for this job (3 for a clean run; retries and redeliveries add to it).
+    #: Stage runs started for this job (3 for a clean run, 2 for a kind extract does not parse;
+    #: retries and redeliveries add to it).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     #: Runs of the current stage (deliveries, retries and redeliveries alike); informational.
     stage_attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -439,15 +440,20 @@ class Advance:
     ADVANCED, ENDED, DONE = "advanced", "ended", "done"
 
 
-def advance_stage(session: Session, job_id: str, finished_stage: str, **values: Any) -> str:
+def advance_stage(session: Session, job_id: str, finished_stage: str, *, through: str | None = None,
+                  **values: Any) -> str:  # fmt: skip
     """Record that ``finished_stage`` is done (with ``values``, its output columns) and the next
     stage is up, in one ``UPDATE … RETURNING``; the run in flight ends with it.
+
+    Parameters:
+        through: a later stage whose work ``finished_stage`` did as well (its output is among
+            ``values``): it is marked done too, and the stage after it is up.
 
     Returns:
         An ``Advance``: ``ADVANCED``; ``ENDED`` when the job ended (cancelled) or is gone, and
         nothing was written; ``DONE`` when another run of the stage recorded it first.
     """
-    statement = _advance_statement(finished_stage, tuple(sorted(values)))
+    statement = _advance_statement(finished_stage, through or finished_stage, tuple(sorted(values)))
     rows = session.execute(statement, {**values, "job_id": job_id, "now": utcnow()}).all()
     if rows:
         job_events.announce(session, [job_events.JobState.from_row(row) for row in rows])
@@ -457,11 +463,12 @@ def advance_stage(session: Session, job_id: str, finished_stage: str, **values: 
 
 
 @functools.cache
-def _advance_statement(finished_stage: str, columns: tuple[str, ...]) -> Update:
-    """``advance_stage``'s statement, built once per stage and set of output columns."""
+def _advance_statement(finished_stage: str, last_stage: str, columns: tuple[str, ...]) -> Update:
+    """``advance_stage``'s statement, built once per span of stages and set of output columns."""
     c = JOBS.c
     marker = STAGE_MARKERS[finished_stage]
-    following = STAGES[STAGES.index(finished_stage) + 1]
+    done = STAGES[STAGES.index(finished_stage) : STAGES.index(last_stage) + 1]
+    following = STAGES[STAGES.index(last_stage) + 1]
     low = literal(STAGE_SPAN[following][0])
     now = _param("now", "updated_at")
     return (
@@ -469,7 +476,7 @@ def _advance_statement(finished_stage: str, columns: tuple[str, ...]) -> Update:
         .where(c.id == bindparam("job_id"), _not_ended(), c[marker].is_(None))
         .values(
             **{column: _param(column, column) for column in columns},
-            **{marker: now},
+            **{STAGE_MARKERS[stage]: now for stage in done},
             stage=literal(following),
             stage_attempts=0,
             lost_runs=0,

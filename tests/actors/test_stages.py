@@ -67,9 +67,35 @@ def test_every_stage_is_safe_to_run_twice(settings: Settings, tenant: TenantKeys
         run_stage(actor, job_id)
     job = load(job_id)
     assert job.sha256 == hashlib.sha256(DATA).hexdigest() and job.stage == "notify"
-    assert job.attempts == 3  # the second run of each stage found it done and counted nothing
+    # The second run of each stage found it done and counted nothing; upload recorded extract's
+    # result for this text file, so extract's runs found it done too.
+    assert job.attempts == 2 and job.extracted_at is not None
     stored = Path(settings.storage_url.removeprefix("file://")) / (job.object_key or "")
     assert stored.read_bytes() == DATA
+    assert not staging.upload_dir(settings.staging_dir, job.upload_id).exists()
+
+
+def test_the_pipeline_passes_over_extract_for_a_kind_it_does_not_parse(  # type: ignore[no-untyped-def]
+    settings: Settings, tenant: TenantKeys, stub_broker, drain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+    enqueue = stub_broker.enqueue
+
+    def record(message: dramatiq.Message, *, delay: int | None = None) -> dramatiq.Message:
+        sent.append(message.actor_name)
+        return enqueue(message, delay=delay)
+
+    monkeypatch.setattr(stub_broker, "enqueue", record)
+    job_id = staged_job(settings, tenant)
+    job_pipeline(job_id).run()
+    drain()
+    job = load(job_id)
+    assert job.status == jobs.COMPLETED and job.kind == "other"
+    assert job.attempts == 2  # assemble and upload (notify counts none)
+    assert job.result is not None and job.result["derivatives"] == []
+    assert job.result["object"] == {"bucket": job.object_bucket, "key": job.object_key, "size": len(DATA),
+                                    "sha256": hashlib.sha256(DATA).hexdigest()}  # fmt: skip
+    assert [name for name in sent if name in jobs.STAGES] == ["assemble", "upload", "notify"]
     assert not staging.upload_dir(settings.staging_dir, job.upload_id).exists()
 
 
@@ -248,4 +274,4 @@ def test_sweep_resumes_a_job_whose_next_stage_message_was_lost(settings: Setting
     assert sweep()["resumed_jobs"] == 1
     drain()
     job = load(job_id)
-    assert job.status == jobs.COMPLETED and job.attempts == 3  # upload and extract ran once each
+    assert job.status == jobs.COMPLETED and job.attempts == 2  # upload ran once (and did extract's part)

@@ -137,8 +137,9 @@ def test_metrics_say_what_happened(client: FlaskClient, tenant: TenantKeys, api:
     assert delta("chute_ingested_bytes_total") == 5
     assert delta("chute_uploads_total", event="opened") == 1 and delta("chute_uploads_total", event="completed") == 1
     assert delta("chute_jobs_total", outcome="completed", code="") == 1
-    for stage in ("assemble", "upload", "extract", "notify"):
+    for stage in ("assemble", "upload", "notify"):
         assert delta("chute_stage_queue_wait_seconds_count", stage=stage) == 1, stage
+    assert delta("chute_stage_queue_wait_seconds_count", stage="extract") == 0  # a text file: passed over
     assert delta("chute_stage_seconds_count", stage="upload", outcome="ok") == 1
 
 
