@@ -15,11 +15,14 @@ from actors.chunkio import READ_SIZE, staged_file
 from actors.extraction import detect
 from actors.progress import ProgressThrottle
 from actors.stage import stage_actor
+from actors.storage import open_store
 from actors.tracking import StageStart
+from actors.upload import object_key
 from models import job as jobs
 from models import upload as uploads
 from models.db import session_scope
 from models.errors import FileRejected
+from models.settings import current_settings
 from models.tokens import type_allowed
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,8 @@ def read_upload(session: Session, job: jobs.JobSnapshot) -> uploads.StagedUpload
 
 @stage_actor("assemble", prepare=read_upload)
 def assemble(job_id: str, start: StageStart) -> None:
-    """Check the chunks and the file's checksum; record size, sha256 and detected type."""
+    """Check the chunks and the file's checksum; record size, sha256, detected type, and the key
+    the file is to be stored under."""
     if start.job.assembled_at is not None or start.prepared is None:
         return
     upload: uploads.StagedUpload = start.prepared
@@ -84,9 +88,14 @@ def assemble(job_id: str, start: StageStart) -> None:
             code="type_not_allowed",
             details={"detected_type": detected.mime, "allowed_types": upload.allowed_types},
         )
+    # Where upload will store the file is recorded now, durably with the rest, before any byte
+    # goes there: a cancel from here on knows what to remove, and upload's start need not wait
+    # for a commit of its own to reach the disk.
+    bucket = open_store(current_settings().storage_url).bucket
     with session_scope() as session:
         outcome = jobs.advance_stage(session, job_id, "assemble", sha256=sha256, size=file.size,
-                                     detected_type=detected.mime, kind=detected.kind)  # fmt: skip
+                                     detected_type=detected.mime, kind=detected.kind,
+                                     object_key=object_key(start.job), object_bucket=bucket)  # fmt: skip
     start.closed = outcome == jobs.Advance.ADVANCED
     if start.closed:
         log.info("job %s assembled: %d bytes, %s", job_id, file.size, detected.mime)

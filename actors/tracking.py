@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from actors.metrics import job_ended
 from actors.transient import BookkeepingFailed, is_transient
 from models import job as jobs
-from models.db import commit_without_flush, session_scope
+from models.db import session_scope
 from models.errors import ChuteError
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,7 @@ class JobTracking(Middleware):
         job_id = message.args[0]
         prepare: Prepare | None = broker.get_actor(message.actor_name).options.get("job_prepare")
         try:
-            with session_scope() as session:
-                commit_without_flush(session)
+            with session_scope() as session:  # begin_stage's commit does not wait for the disk
                 run = jobs.begin_stage(session, job_id, stage, process_owner())
                 start = None
                 if run.job is not None and not run.isolate:

@@ -59,8 +59,9 @@ def plain_result(job: jobs.JobSnapshot, bucket: str | None, key: str) -> dict[st
 
 
 def prepare_upload(session: Session, job: jobs.JobSnapshot) -> tuple[ChunkedFile, str, str]:
-    """Read the chunks, and record where the file goes before any byte does (a cancel in
-    between then knows what to remove): (the staged file, the key, the bucket)."""
+    """Read the chunks, and make sure where the file goes is recorded before any byte goes
+    there (a cancel in between then knows what to remove; assemble recorded it, unless the
+    store's bucket has changed since): (the staged file, the key, the bucket)."""
     key, bucket = job.object_key or object_key(job), open_store(current_settings().storage_url).bucket
     if (key, bucket) != (job.object_key, job.object_bucket):
         jobs.record_object(session, job.id, key, bucket)

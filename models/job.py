@@ -40,7 +40,7 @@ from sqlalchemy.orm import Mapped, Session, defer, mapped_column
 from sqlalchemy.sql.expression import BindParameter, ColumnElement, Update
 
 from models import job_events
-from models.db import Base, utcnow
+from models.db import Base, utcnow, without_flush
 from models.errors import BadRequest, Conflict, NotFound
 from models.ids import new_id
 from models.upload import COMPLETE, ReceivedFile, Upload
@@ -298,7 +298,9 @@ def begin_stage(session: Session, job_id: str, stage: str, owner: str) -> StageR
 
     One ``UPDATE … RETURNING`` does it (the row's lock is taken by the update itself); the row
     it returns is what the stage works from, so the stage need not read the job again. The
-    caller commits: the run must be recorded before its work starts.
+    caller commits: the run must be recorded before its work starts. That commit does not wait
+    for the disk (``models.db.without_flush``, in the statement): only a crash of the database
+    server could lose the start, which then undercounts one attempt of a redelivered message.
 
     Returns:
         ``RUN`` to do the work; ``DONE`` when the stage already finished (a redelivery: the
@@ -341,7 +343,11 @@ def _begin_statement(stage: str) -> Update:
     same = c.stage == literal(stage)  # NULL (a queued job) counts as another stage, as in Python
     isolated = and_(same, or_(c.run_id.is_not(None), c.lost_runs > 0, c.crashes > 0))
     # The visible state before the update, so that only a change is announced.
-    before = select(c.id, c.status, c.stage, c.progress).where(c.id == bindparam("job_id")).with_for_update()
+    # It also makes the start's commit not wait for the disk (models.db.without_flush: the
+    # README's "Which commits wait for the disk"): the run's end, committed durably, follows it.
+    before = select(c.id, c.status, c.stage, c.progress, without_flush().label("without_flush")).where(
+        c.id == bindparam("job_id")
+    ).with_for_update()
     before_cte = before.cte("before")
     now = _param("now", "updated_at")
     return (

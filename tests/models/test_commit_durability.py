@@ -1,4 +1,5 @@
-"""``commit_without_flush`` relaxes one transaction's durability on PostgreSQL, and only that one."""
+"""``commit_without_flush`` (and its form in a statement, ``without_flush``) relaxes one
+transaction's durability on PostgreSQL, and only that one."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
-from models.db import commit_with_flush, commit_without_flush, database, session_scope
+from models import job as jobs
+from models.db import Base, commit_with_flush, commit_without_flush, database, session_scope
 from models.settings import Settings, configure
+from models.tenant import issue_key
+from tests.actors.test_stages import staged_job
+from tests.conftest import TenantKeys
 from tests.support import services
 
 
@@ -50,3 +55,18 @@ def test_elsewhere_it_does_nothing(settings: Settings) -> None:
     with session_scope() as session:
         commit_without_flush(session)
         commit_with_flush(session)
+
+
+@pytest.mark.usefixtures("on_postgres")
+def test_a_stage_runs_start_commits_without_waiting_for_the_disk(settings: Settings) -> None:
+    Base.metadata.create_all(database().engine)
+    with session_scope() as session:
+        issued = issue_key(session, "acme")
+    job_id = staged_job(settings, TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret))
+    with session_scope() as session:
+        assert jobs.begin_stage(session, job_id, "assemble", "test:1").verdict == jobs.StageVerdict.RUN
+        assert synchronous_commit(session) == "off"
+    with session_scope() as session:
+        assert synchronous_commit(session) == "on"
+        assert jobs.advance_stage(session, job_id, "assemble", size=1) == jobs.Advance.ADVANCED
+        assert synchronous_commit(session) == "on"  # the run's end waits for the disk
