@@ -33,11 +33,11 @@ import urllib3
 from actors.broker import broker
 from actors.metrics import job_ended, webhook_attempt
 from actors.url_guard import UrlGuard
-from actors.webhook_guards import admit, destination_slot, record_outcome
+from actors.webhook_guards import admit, breaker_closed, destination_slot, record_outcome
 from actors.webhooks import Outcome, deliver, event_id, headers
 from models import delivery, job_ending
 from models import job as jobs
-from models.db import session_scope, utcnow
+from models.db import read_connection, session_scope, utcnow
 from models.errors import ChuteError
 from models.settings import current_settings
 from models.views import iso, job_view
@@ -164,18 +164,21 @@ def attempt_delivery(message_id: str) -> Outcome | None:
 
 def _prepare(message_id: str) -> Prepared | None:
     """The event to send now and whether its endpoint's breaker admits it, or None when it is
-    not pending or not due yet (then re-scheduled): one transaction, two Core selects when the
-    endpoint's breaker is closed (the event with its tenant's secrets, and the breaker)."""
-    with session_scope() as session:
-        event = delivery.outgoing(session, message_id)
+    not pending or not due yet (then re-scheduled): two Core selects, without a transaction, when
+    the endpoint's breaker is closed (the event with its tenant's secrets, and the breaker). The
+    attempt's outcome is recorded against the event's row as it is then, so nothing read here
+    needs a lock."""
+    with read_connection() as connection:
+        event = delivery.outgoing(connection, message_id)
         if event is None or event.status != delivery.PENDING:
             return None
         if event.next_attempt_at and utcnow() < event.next_attempt_at:
             _schedule(message_id, (event.next_attempt_at - utcnow()).total_seconds())
             return None
         assert event.sealed_secret is not None  # its tenant exists (a tenant's events are deleted with it)
-        later = admit(session, event.tenant_id, event.url)
-        return Prepared(message_id, event.tenant_id, event.url, event.payload.encode(), event.signing_secrets(), later)
+        closed = breaker_closed(connection, event.tenant_id, event.url)
+    later = None if closed else admit(event.tenant_id, event.url)
+    return Prepared(message_id, event.tenant_id, event.url, event.payload.encode(), event.signing_secrets(), later)
 
 
 def _defer(message_id: str, until: datetime) -> None:

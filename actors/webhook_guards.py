@@ -17,10 +17,12 @@ from urllib.parse import urlsplit
 
 from dramatiq.rate_limits import ConcurrentRateLimiter, RateLimiterBackend
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from actors.webhooks import Outcome
 from models import endpoint
+from models.db import session_scope
 from models.settings import Settings, current_settings
 
 #: A slot outlives the longest attempt (connect, read, and reading the answer), then lapses by
@@ -80,10 +82,18 @@ def breaker(settings: Settings) -> endpoint.Breaker:
     )
 
 
-def admit(session: Session, tenant_id: str, url: str) -> datetime | None:
-    """None when an attempt to ``url`` may go now; else when to try again (the breaker is open).
-    In the caller's transaction (the one that reads the event to send)."""
-    return endpoint.admit(session, tenant_id, url)
+def breaker_closed(connection: Connection, tenant_id: str, url: str) -> bool:
+    """Whether an attempt to ``url`` may go with no more ado (its breaker is closed), read on
+    the connection the event to send was read on, without a transaction."""
+    return endpoint.breaker_closed(connection, tenant_id, url)
+
+
+def admit(tenant_id: str, url: str) -> datetime | None:
+    """For a breaker not known to be closed: None when an attempt to ``url`` may go now; else
+    when to try again (the breaker is open). A transaction of its own: it may write (an
+    endpoint's first row, or a probe's claim)."""
+    with session_scope() as session:
+        return endpoint.admit(session, tenant_id, url)
 
 
 def record_outcome(session: Session, tenant_id: str, url: str, outcome: Outcome) -> None:

@@ -6,7 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Table, Text, UniqueConstraint, bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models import job as _job
@@ -173,9 +185,9 @@ class Outgoing:
         return _tenant.signing_secrets(self.sealed_secret, self.sealed_previous_secret, self.previous_secret_expires_at)
 
 
-def outgoing(session: Session, event_id: str) -> Outgoing | None:
+def outgoing(connection: Session | Connection, event_id: str) -> Outgoing | None:
     """The event ``event_id`` with its tenant's secrets, or None when there is no such event."""
-    row = session.execute(_OUTGOING, {"b_id": event_id}).first()
+    row = connection.execute(_OUTGOING, {"b_id": event_id}).first()
     return None if row is None else Outgoing(*row)
 
 

@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint, bindparam, select, update
+from sqlalchemy import Connection, Float, ForeignKey, Integer, String, Text, UniqueConstraint, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -88,6 +88,13 @@ def _create(session: Session, tenant_id: str, url: str, digest: str) -> None:
               "consecutive_failures": 0, "cooldown_seconds": 0.0, "created_at": utcnow()}  # fmt: skip
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(insert(WebhookEndpoint).values(**values).on_conflict_do_nothing())
+
+
+def breaker_closed(connection: Session | Connection, tenant_id: str, url: str) -> bool:
+    """Whether ``url``'s breaker is known and closed: then a delivery may go without ``admit``,
+    which may write (an endpoint's first row, a probe's claim). A read only, one statement."""
+    row = connection.execute(_BREAKER, {"b_tenant_id": tenant_id, "b_url_hash": url_hash(url)}).first()
+    return row is not None and row.state == CLOSED
 
 
 def admit(session: Session, tenant_id: str, url: str, now: datetime | None = None) -> datetime | None:

@@ -11,7 +11,7 @@ from models import delivery, endpoint
 from models import job as jobs
 from models import tenant as tenants
 from models import upload as uploads
-from models.db import session_scope, utcnow
+from models.db import read_connection, session_scope, utcnow
 from models.settings import Settings
 from tests.conftest import TenantKeys
 
@@ -94,11 +94,18 @@ def test_only_a_pending_event_is_deferred(settings: Settings, tenant: TenantKeys
 
 def test_admit_makes_the_endpoint_and_lets_one_probe_through(settings: Settings, tenant: TenantKeys) -> None:
     now = utcnow()
+    with read_connection() as connection:
+        assert not endpoint.breaker_closed(connection, tenant.tenant_id, URL)  # not known yet: admit makes it
     with session_scope() as session:
         assert endpoint.admit(session, tenant.tenant_id, URL, now) is None  # made, closed
+    with read_connection() as connection:
+        assert endpoint.breaker_closed(connection, tenant.tenant_id, URL)
+    with session_scope() as session:
         (row,) = endpoint.list_endpoints(session, tenant.tenant_id)
         assert (row.state, row.url, row.url_hash) == (endpoint.CLOSED, URL, endpoint.url_hash(URL))
         row.state, row.retry_at, row.cooldown_seconds = endpoint.OPEN, now + timedelta(seconds=30), 30.0
+    with read_connection() as connection:
+        assert not endpoint.breaker_closed(connection, tenant.tenant_id, URL)
     with session_scope() as session:
         assert endpoint.admit(session, tenant.tenant_id, URL, now) == now + timedelta(seconds=30)  # cooling down
     later = now + timedelta(seconds=31)
