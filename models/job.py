@@ -37,7 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Mapped, Session, defer, mapped_column
-from sqlalchemy.sql.expression import BindParameter, ColumnElement, Update
+from sqlalchemy.sql.expression import BindParameter, ColumnElement, Select, Update
 
 from models import job_events
 from models.db import Base, utcnow, without_flush
@@ -459,25 +459,31 @@ def advance_stage(session: Session, job_id: str, finished_stage: str, *, through
         An ``Advance``: ``ADVANCED``; ``ENDED`` when the job ended (cancelled) or is gone, and
         nothing was written; ``DONE`` when another run of the stage recorded it first.
     """
-    statement = _advance_statement(finished_stage, through or finished_stage, tuple(sorted(values)))
+    notifies = session.get_bind().dialect.name == "postgresql"
+    statement = _advance_statement(finished_stage, through or finished_stage, tuple(sorted(values)), notifies)
     rows = session.execute(statement, {**values, "job_id": job_id, "now": utcnow()}).all()
     if rows:
-        job_events.announce(session, [job_events.JobState.from_row(row) for row in rows])
+        if not notifies:
+            job_events.announce(session, [job_events.JobState.from_row(row) for row in rows])
         return Advance.ADVANCED
     job = snapshot(session, job_id)
     return Advance.ENDED if job is None or job.terminal else Advance.DONE
 
 
 @functools.cache
-def _advance_statement(finished_stage: str, last_stage: str, columns: tuple[str, ...]) -> Update:
-    """``advance_stage``'s statement, built once per span of stages and set of output columns."""
+def _advance_statement(
+    finished_stage: str, last_stage: str, columns: tuple[str, ...], notifies: bool
+) -> Update | Select[Any]:
+    """``advance_stage``'s statement, built once per span of stages and set of output columns;
+    with ``notifies`` (PostgreSQL), the update in a CTE whose row is announced by the select
+    that returns it: one round trip for both."""
     c = JOBS.c
     marker = STAGE_MARKERS[finished_stage]
     done = STAGES[STAGES.index(finished_stage) : STAGES.index(last_stage) + 1]
     following = STAGES[STAGES.index(last_stage) + 1]
     low = literal(STAGE_SPAN[following][0])
     now = _param("now", "updated_at")
-    return (
+    statement = (
         update(JOBS)
         .where(c.id == bindparam("job_id"), _not_ended(), c[marker].is_(None))
         .values(
@@ -495,6 +501,10 @@ def _advance_statement(finished_stage: str, last_stage: str, columns: tuple[str,
         )
         .returning(*STATE_COLUMNS)
     )
+    if not notifies:
+        return statement
+    moved = statement.cte("moved")
+    return select(*moved.c, job_events.notify_column(list(moved.c)))
 
 
 def _end(job: Job, status: str) -> None:

@@ -3,30 +3,15 @@ transaction's durability on PostgreSQL, and only that one."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import text
 
 from models import job as jobs
-from models.db import Base, commit_with_flush, commit_without_flush, database, session_scope
-from models.settings import Settings, configure
+from models.db import commit_with_flush, commit_without_flush, session_scope
+from models.settings import Settings
 from models.tenant import issue_key
 from tests.actors.test_stages import staged_job
 from tests.conftest import TenantKeys
-from tests.support import services
-
-
-@pytest.fixture
-def on_postgres(settings: Settings) -> Iterator[None]:
-    with services.postgres_database() as url:
-        configure(dataclasses.replace(settings, database_url=url))
-        try:
-            yield
-        finally:
-            database().dispose()
-            configure(settings)
 
 
 def synchronous_commit(session) -> str:  # type: ignore[no-untyped-def]
@@ -59,7 +44,6 @@ def test_elsewhere_it_does_nothing(settings: Settings) -> None:
 
 @pytest.mark.usefixtures("on_postgres")
 def test_a_stage_runs_start_commits_without_waiting_for_the_disk(settings: Settings) -> None:
-    Base.metadata.create_all(database().engine)
     with session_scope() as session:
         issued = issue_key(session, "acme")
     job_id = staged_job(settings, TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret))

@@ -1,0 +1,35 @@
+"""On PostgreSQL, a stage's end announces the job's new state from its own statement
+(``job_events.notify_column``): the payload built in SQL reads back as the state committed."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from models import job as jobs
+from models import job_events
+from models.db import session_scope
+from models.settings import Settings
+from models.tenant import issue_key
+from tests.actors.test_stages import staged_job
+from tests.conftest import TenantKeys
+
+
+def test_a_stage_end_announces_the_state_it_committed(settings: Settings, on_postgres: str) -> None:
+    with session_scope() as session:
+        issued = issue_key(session, "acme")
+    job_id = staged_job(settings, TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret))
+    with session_scope() as session:
+        jobs.begin_stage(session, job_id, "assemble", "test:1")
+    with psycopg.connect(on_postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as listener:
+        listener.execute(f"LISTEN {job_events.CHANNEL}")
+        with session_scope() as session:
+            assert jobs.advance_stage(session, job_id, "assemble", size=1) == jobs.Advance.ADVANCED
+        (notification,) = list(listener.notifies(timeout=5, stop_after=1))
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id)
+        assert job is not None
+        committed = job_events.JobState.of(job)
+    announced = job_events.JobState.from_payload(notification.payload)
+    assert announced == committed and announced.cursor == committed.cursor
+    assert (announced.status, announced.stage, announced.progress) == ("processing", "upload", pytest.approx(0.15))
