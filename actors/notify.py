@@ -81,7 +81,8 @@ def notify(job_id: str) -> None:
         if job is None or job.status not in jobs.TERMINAL or not job.webhook_url:
             return
         kind = f"job.{job.status}"
-        found = job_ending.find_event(session, job_id, kind)
+        # A job this call completed has no event yet; one that was over may (a duplicate notify).
+        found = None if completed else job_ending.find_event(session, job_id, kind)
         if found is None:
             message_id, pending = event_id(), True
             data = job_view(job, delivery.WebhookState(delivery.PENDING, 0)).model_dump(mode="json")

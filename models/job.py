@@ -163,8 +163,7 @@ JOBS: Table = Base.metadata.tables["jobs"]
 _ADD_JOB = insert(JOBS)
 
 #: The columns of a ``job_events.JobState``, in its order.
-STATE_COLUMNS = (JOBS.c.id, JOBS.c.tenant_id, JOBS.c.status, JOBS.c.stage, JOBS.c.progress, JOBS.c.error_code,
-                 JOBS.c.error_message, JOBS.c.updated_at, JOBS.c.credential_id)  # fmt: skip
+STATE_COLUMNS = tuple(JOBS.c[name] for name in job_events.STATE_COLUMN_NAMES)
 
 
 @event.listens_for(Session, "after_flush")

@@ -30,6 +30,11 @@ _COMPLETE = (
     .values(status=COMPLETED, completed_at=_NOW, updated_at=_NOW, stage=None, progress=1.0, run_id=None, run_owner=None)
     .returning(*ENDING_COLUMNS)
 )
+_COMPLETED = _COMPLETE.cte("completed")
+#: On PostgreSQL, the same with the NOTIFY of the job's new state, in the one round trip.
+_COMPLETE_NOTIFYING = select(
+    *_COMPLETED.c, job_events.notify_column([_COMPLETED.c[name] for name in job_events.STATE_COLUMN_NAMES])
+)
 _READ = select(*ENDING_COLUMNS).where(JOBS.c.id == bindparam("job_id")).with_for_update()
 _EVENT = select(_events.c.id, _events.c.status, _events.c.attempts).where(
     _events.c.job_id == bindparam("job_id"), _events.c.type == bindparam("kind")
@@ -45,9 +50,11 @@ def complete_or_read(session: Session, job_id: str) -> tuple[Row[*tuple[Any, ...
         The job's row of :data:`ENDING_COLUMNS` (None: no such job), and whether this call
         completed it.
     """
-    row = session.execute(_COMPLETE, {"job_id": job_id, "now": utcnow()}).first()
+    notifies = session.get_bind().dialect.name == "postgresql"
+    row = session.execute(_COMPLETE_NOTIFYING if notifies else _COMPLETE, {"job_id": job_id, "now": utcnow()}).first()
     if row is not None:
-        job_events.announce(session, [job_events.JobState.of(row)])
+        if not notifies:
+            job_events.announce(session, [job_events.JobState.of(row)])
         return row, True
     return session.execute(_READ, {"job_id": job_id}).first(), False
 

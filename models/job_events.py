@@ -30,6 +30,9 @@ MAX_ERROR_MESSAGE = 1000
 #: The notification, in psycopg's own placeholder style (see ``announce``).
 _NOTIFY = "SELECT pg_notify(%s, %s)"
 
+#: The jobs table's columns that make a ``JobState``, in its order.
+STATE_COLUMN_NAMES = ("id", "tenant_id", "status", "stage", "progress", "error_code", "error_message", "updated_at",
+                      "credential_id")  # fmt: skip
 #: Job attributes whose change is an event (``updated_at`` alone is not: a re-send touches it).
 WATCHED = ("status", "stage", "progress", "error_code")
 

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from models import job as jobs
-from models import job_events
+from models import job_ending, job_events
 from models.db import session_scope
 from models.settings import Settings
 from models.tenant import issue_key
@@ -33,3 +33,22 @@ def test_a_stage_end_announces_the_state_it_committed(settings: Settings, on_pos
     announced = job_events.JobState.from_payload(notification.payload)
     assert announced == committed and announced.cursor == committed.cursor
     assert (announced.status, announced.stage, announced.progress) == ("processing", "upload", pytest.approx(0.15))
+
+
+def test_completing_a_job_announces_it(settings: Settings, on_postgres: str) -> None:
+    with session_scope() as session:
+        issued = issue_key(session, "acme")
+    job_id = staged_job(settings, TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret))
+    with session_scope() as session:
+        jobs.begin_stage(session, job_id, "assemble", "test:1")
+        jobs.advance_stage(session, job_id, "assemble", size=1)
+        jobs.advance_stage(session, job_id, "upload", through="extract", result={})
+    with psycopg.connect(on_postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as listener:
+        listener.execute(f"LISTEN {job_events.CHANNEL}")
+        with session_scope() as session:
+            row, completed = job_ending.complete_or_read(session, job_id)
+            assert completed and row is not None
+        (notification,) = list(listener.notifies(timeout=5, stop_after=1))
+    announced = job_events.JobState.from_payload(notification.payload)
+    assert announced == job_events.JobState.of(row)
+    assert (announced.status, announced.stage, announced.progress) == ("completed", None, 1.0)
