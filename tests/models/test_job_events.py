@@ -15,10 +15,15 @@ from tests.actors.test_stages import staged_job
 from tests.conftest import TenantKeys
 
 
-def test_a_stage_end_announces_the_state_it_committed(settings: Settings, on_postgres: str) -> None:
+@pytest.fixture
+def job_id(settings: Settings, on_postgres: str) -> str:
+    """A job whose chunks are staged, on PostgreSQL."""
     with session_scope() as session:
         issued = issue_key(session, "acme")
-    job_id = staged_job(settings, TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret))
+    return staged_job(settings, TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret))
+
+
+def test_a_stage_end_announces_the_state_it_committed(job_id: str, on_postgres: str) -> None:
     with session_scope() as session:
         jobs.begin_stage(session, job_id, "assemble", "test:1")
     with psycopg.connect(on_postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as listener:
@@ -35,10 +40,7 @@ def test_a_stage_end_announces_the_state_it_committed(settings: Settings, on_pos
     assert (announced.status, announced.stage, announced.progress) == ("processing", "upload", pytest.approx(0.15))
 
 
-def test_completing_a_job_announces_it(settings: Settings, on_postgres: str) -> None:
-    with session_scope() as session:
-        issued = issue_key(session, "acme")
-    job_id = staged_job(settings, TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret))
+def test_completing_a_job_announces_it(job_id: str, on_postgres: str) -> None:
     with session_scope() as session:
         jobs.begin_stage(session, job_id, "assemble", "test:1")
         jobs.advance_stage(session, job_id, "assemble", size=1)
