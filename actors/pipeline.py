@@ -17,7 +17,7 @@ from actors.notify import notify
 from actors.upload import upload
 from models import cleanup as cleanup_tasks
 from models import job as jobs
-from models.db import commit_without_flush, session_scope
+from models.db import session_scope
 from models.errors import BrokerUnavailable, NotFound
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ def publish_job(job_id: str) -> None:
         job_pipeline(job_id).run()
     except (BrokerError, OSError, RuntimeError) as e:
         raise BrokerUnavailable(f"the message broker is unavailable: {e}") from None
-    with session_scope() as session:
-        commit_without_flush(session)  # lost with the database server, the sweeper re-sends (harmless)
+    with session_scope() as session:  # a commit that does not wait for the disk (mark_enqueued)
         jobs.mark_enqueued(session, job_id)
 
 

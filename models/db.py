@@ -185,25 +185,20 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-def commit_without_flush(session: Session) -> None:
-    """Let this transaction's commit return before its WAL reaches the disk (PostgreSQL's
-    ``synchronous_commit = off`` for this transaction alone; a no-op elsewhere).
+class without_flush(FunctionElement[str]):  # noqa: N801 (named as SQL functions are)
+    """In a statement: let its transaction's commit return before its WAL reaches the disk
+    (PostgreSQL's ``set_config('synchronous_commit', 'off', true)``: for this transaction
+    alone; ``'off'`` and nothing more elsewhere). In the statement itself, not a ``SET LOCAL``
+    before it: the round trip is saved on the hottest transactions.
 
     Only for a transaction whose loss in a crash of the database server itself is harmless:
     what it wrote is visible to everyone at once as usual, the server cannot be left
     inconsistent, and the next ordinary commit on the server flushes it too. A stage run's
-    start (JobTracking) is one: the run's end, committed durably, follows it, and a start lost
-    with the server only undercounts one attempt of a message that is then redelivered. It
-    saves a disk flush (a few milliseconds) on every stage of every job.
+    start (``models.job.begin_stage``) is one: the run's end, committed durably, follows it, and
+    a start lost with the server only undercounts one attempt of a message that is then
+    redelivered. It saves a disk flush (a few milliseconds) on every stage of every job. The
+    expression must be evaluated: in a materialized CTE's select list, or a scalar subquery.
     """
-    _synchronous_commit(session, "OFF")
-
-
-class without_flush(FunctionElement[str]):  # noqa: N801 (named as SQL functions are)
-    """:func:`commit_without_flush` as an expression, for a statement that is its transaction's
-    first: PostgreSQL's ``set_config('synchronous_commit', 'off', true)``, ``'off'`` elsewhere.
-    Put in the select list of a statement's (materialized) CTE, it saves the round trip of a
-    ``SET LOCAL`` on the hottest transaction, a stage run's start."""
 
     type = String()
     name = "without_flush"
@@ -221,15 +216,11 @@ def _without_flush_on_postgres(element: without_flush, compiler: Any, **kw: Any)
 
 
 def commit_with_flush(session: Session) -> None:
-    """Undo :func:`commit_without_flush` for this transaction: it wrote something a crash of the
+    """Undo :class:`without_flush` for this transaction: it wrote something a crash of the
     database server must not lose after all."""
-    _synchronous_commit(session, "ON")
-
-
-def _synchronous_commit(session: Session, value: str) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
-    session.connection().exec_driver_sql(_SET_SYNCHRONOUS_COMMIT[value])  # watched like any statement
+    session.connection().exec_driver_sql(_SYNCHRONOUS_COMMIT_ON)  # watched like any statement
 
 
-_SET_SYNCHRONOUS_COMMIT = {value: f"SET LOCAL synchronous_commit TO {value}" for value in ("ON", "OFF")}
+_SYNCHRONOUS_COMMIT_ON = "SET LOCAL synchronous_commit TO ON"

@@ -616,7 +616,12 @@ def touch(session: Session, job_id: str) -> None:
 
 
 def mark_enqueued(session: Session, job_id: str) -> None:
-    """Record that the broker confirmed the job's pipeline (the sweeper re-sends it until then)."""
+    """Record that the broker confirmed the job's pipeline (the sweeper re-sends it until then).
+
+    Its commit does not wait for the disk (``models.db.without_flush``, in the statement: the
+    mark is its transaction's only write): lost with the database server, the sweeper re-sends
+    the job, which is harmless.
+    """
     session.execute(_ENQUEUED, {"job_id": job_id, "now": utcnow()})
 
 
@@ -625,7 +630,8 @@ def mark_enqueued(session: Session, job_id: str) -> None:
 _TOUCH = update(JOBS).where(JOBS.c.id == bindparam("job_id")).values(updated_at=_param("now", "updated_at"))
 _ENQUEUED = (
     update(JOBS)
-    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.enqueued_at.is_(None))
+    .where(JOBS.c.id == bindparam("job_id"), JOBS.c.enqueued_at.is_(None),
+           select(without_flush()).scalar_subquery() == literal("off"))  # evaluated once  # fmt: skip
     .values(enqueued_at=_param("now", "enqueued_at"))
 )
 

@@ -7,8 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from models.db import Base, database
+from models.db import Base, database, session_scope
 from models.settings import Settings, configure
+from models.tenant import issue_key
+from tests.actors.test_stages import staged_job
+from tests.conftest import TenantKeys
 from tests.support import services
 
 
@@ -23,3 +26,11 @@ def on_postgres(settings: Settings) -> Iterator[str]:
         finally:
             database().dispose()
             configure(settings)
+
+
+@pytest.fixture
+def postgres_job(settings: Settings, on_postgres: str) -> str:
+    """A job whose chunks are staged, on PostgreSQL; its id."""
+    with session_scope() as session:
+        issued = issue_key(session, "acme")
+    return staged_job(settings, TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret))

@@ -9,21 +9,10 @@ import pytest
 from models import job as jobs
 from models import job_ending, job_events
 from models.db import session_scope
-from models.settings import Settings
-from models.tenant import issue_key
-from tests.actors.test_stages import staged_job
-from tests.conftest import TenantKeys
 
 
-@pytest.fixture
-def job_id(settings: Settings, on_postgres: str) -> str:
-    """A job whose chunks are staged, on PostgreSQL."""
-    with session_scope() as session:
-        issued = issue_key(session, "acme")
-    return staged_job(settings, TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret))
-
-
-def test_a_stage_end_announces_the_state_it_committed(job_id: str, on_postgres: str) -> None:
+def test_a_stage_end_announces_the_state_it_committed(postgres_job: str, on_postgres: str) -> None:
+    job_id = postgres_job
     with session_scope() as session:
         jobs.begin_stage(session, job_id, "assemble", "test:1")
     with psycopg.connect(on_postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as listener:
@@ -40,7 +29,8 @@ def test_a_stage_end_announces_the_state_it_committed(job_id: str, on_postgres: 
     assert (announced.status, announced.stage, announced.progress) == ("processing", "upload", pytest.approx(0.15))
 
 
-def test_completing_a_job_announces_it(job_id: str, on_postgres: str) -> None:
+def test_completing_a_job_announces_it(postgres_job: str, on_postgres: str) -> None:
+    job_id = postgres_job
     with session_scope() as session:
         jobs.begin_stage(session, job_id, "assemble", "test:1")
         jobs.advance_stage(session, job_id, "assemble", size=1)
