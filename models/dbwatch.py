@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -24,6 +25,14 @@ log = logging.getLogger(__name__)
 
 #: How often the watchdog looks for expired deadlines.
 TICK_SECONDS = 0.25
+
+#: The watchdog installed on each engine, for reads that bypass the engine's events (models.fastread).
+_installed: weakref.WeakKeyDictionary[Engine, Watchdog] = weakref.WeakKeyDictionary()
+
+
+def watchdog_of(engine: Engine) -> Watchdog | None:
+    """The watchdog :meth:`Watchdog.install` put on ``engine`` (None: its round trips are not watched)."""
+    return _installed.get(engine)
 
 
 class Watchdog:
@@ -67,6 +76,7 @@ class Watchdog:
 
     def install(self, engine: Engine) -> None:
         """Arm before each statement, commit and rollback; disarm when it returns or fails."""
+        _installed[engine] = self
 
         @event.listens_for(engine, "before_cursor_execute")
         def _before(conn: Any, *args: Any) -> None:

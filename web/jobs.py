@@ -19,10 +19,10 @@ from actors.url_guard import REFUSED
 from models import delivery, quota, staging
 from models import job as jobs
 from models import upload as uploads
-from models.db import read_connection, read_scope, session_scope
+from models.db import read_scope, session_scope
 from models.errors import BrokerUnavailable, Conflict, Invalid, NotFound, TooLarge, UnsupportedMediaType
 from models.settings import current_settings as settings
-from models.views import JobView, job_view, read_job_view
+from models.views import JobView, job_status, job_view
 from web import schemas
 from web.auth import download_url, require_tenant, tenant_id
 from web.contract import Body, Reply, operation, parse_model
@@ -188,8 +188,7 @@ def index(query: JobListQuery) -> JobList:
     errors=JOB_ERRORS,
 )
 def show(job_id: str) -> JobView:
-    with read_connection() as connection:
-        return read_job_view(connection, tenant_id(), job_id)
+    return job_status(tenant_id(), job_id)
 
 
 @bp.delete("/<job_id:job_id>")

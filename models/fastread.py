@@ -1,0 +1,95 @@
+"""The hottest read on the driver's own connection: one prebuilt select, no Core machinery around it.
+
+``GET /v1/jobs/{id}`` is what clients poll. Run through a Core ``Connection``, its one select cost
+about three times the CPU of the driver's own work (a Connection and its autocommit checkout, an
+execution context, a result with its row processors, a rollback on return). :class:`FastRead`
+runs the same statement, compiled once, as a prepared statement straight on a pooled psycopg
+connection put in autocommit mode, and does by hand what the engine would have done: the
+watchdog's deadline on the round trip (``models.dbwatch``), a lost connection dropped (and the
+pool's older ones marked stale, as after any disconnect), and driver errors raised as SQLAlchemy's
+(the API answers those with 503).
+
+Only for statements whose values need no SQLAlchemy processing on PostgreSQL (psycopg parses JSON
+and returns aware datetimes itself): the job view's columns. Anywhere else (SQLite, the embedded
+default) the same statement runs through Core, with its result processors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection as DriverConnection
+from psycopg.pq import TransactionStatus
+from psycopg.rows import namedtuple_row
+from sqlalchemy import Select
+from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+from sqlalchemy.exc import DBAPIError
+
+from models.db import Database, database, read_connection
+from models.dbwatch import watchdog_of
+
+
+class FastRead:
+    """A select of at most one row, run on the driver's connection where that is PostgreSQL.
+
+    Parameters:
+        statement: a Core select whose parameters are named ``bindparam``s.
+    """
+
+    def __init__(self, statement: Select[Any]):
+        self.statement = statement
+        compiled = statement.compile(dialect=pg_psycopg.dialect())
+        self.sql = str(compiled)
+        #: The values the statement carries itself (its LIMITs), beside the caller's.
+        self.constants = {name: value for name, value in compiled.params.items() if value is not None}
+
+    def one_or_none(self, **params: Any) -> Any:
+        """The row (one attribute per selected column's name or label), or None.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the database failed (OperationalError when unreachable).
+        """
+        db = database()
+        if db.engine.dialect.driver != "psycopg":
+            with read_connection() as connection:
+                return connection.execute(self.statement, params).one_or_none()
+        return _fetch_one(db, self.sql, {**self.constants, **params})
+
+
+def _fetch_one(db: Database, sql: str, params: dict[str, Any]) -> Any:
+    dialect = db.engine.dialect
+    error = dialect.loaded_dbapi.Error
+    try:
+        pooled = db.engine.raw_connection()
+    except error as e:
+        raise _wrapped(e, sql, params, dialect, invalidated=False) from e
+    connection: DriverConnection[Any] = pooled.driver_connection  # type: ignore[assignment]
+    watchdog = watchdog_of(db.engine)
+    try:
+        connection.autocommit = True  # no BEGIN, no ROLLBACK: a single select needs no transaction
+        if watchdog is not None:
+            watchdog.arm(connection)
+        with connection.cursor(row_factory=namedtuple_row) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            return cursor.fetchone()
+    except error as e:
+        lost = dialect.is_disconnect(e, pooled, None)
+        if lost:  # as a Core Connection does: this connection goes, and every older pooled one is stale
+            db.engine.pool._invalidate(pooled, e)
+        raise _wrapped(e, sql, params, dialect, invalidated=lost) from e
+    finally:
+        if watchdog is not None:
+            watchdog.disarm(connection)
+        if pooled.is_valid:
+            if connection.info.transaction_status == TransactionStatus.IDLE:
+                connection.autocommit = False  # as the pool's other users expect it
+            else:  # interrupted mid round trip: its answer would greet the next user
+                pooled.invalidate()
+        pooled.close()
+
+
+def _wrapped(error: Exception, sql: str, params: dict[str, Any], dialect: Any, *, invalidated: bool) -> BaseException:
+    """The driver's error as SQLAlchemy's (``OperationalError`` for a database that is down)."""
+    return DBAPIError.instance(
+        sql, params, error, dialect.loaded_dbapi.Error, connection_invalidated=invalidated, dialect=dialect
+    )

@@ -1,0 +1,98 @@
+"""The status read on the driver's own connection: the same view as through Core, and what the engine
+would do around it (errors as SQLAlchemy's, broken connections dropped, the pool left as it was)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg.pq import TransactionStatus
+from sqlalchemy import exc, update
+
+from models import job as jobs
+from models import upload as uploads
+from models.db import database, session_scope
+from models.errors import NotFound
+from models.schema import Base
+from models.settings import Settings, configure
+from models.tenant import issue_key
+from models.views import job_status, read_job_view
+from tests.support import services
+
+
+@pytest.fixture
+def on_postgres(settings: Settings) -> Iterator[Settings]:
+    with services.postgres_database() as url:
+        current = configure(dataclasses.replace(settings, database_url=url))
+        Base.metadata.create_all(database().engine)
+        try:
+            yield current
+        finally:
+            database().dispose()
+            configure(settings)
+
+
+def new_job(settings: Settings) -> tuple[str, str]:
+    """A tenant and a job of it that has metadata, a webhook and an error (every kind of column)."""
+    with session_scope() as session:
+        tenant_id = issue_key(session, "acme").tenant_id
+        upload = uploads.create_upload(session, tenant_id, settings, filename="a.txt", size=0,
+                                       webhook_url="http://127.0.0.1:9/hook", metadata={"k": ["v", 1]})  # fmt: skip
+        job_id = jobs.create_job(session, upload)
+        session.execute(update(jobs.Job).where(jobs.Job.id == job_id)
+                        .values(error_code="corrupt_file", error_message="no", progress=0.5))  # fmt: skip
+    return tenant_id, job_id
+
+
+def test_it_reads_what_core_reads(on_postgres: Settings) -> None:
+    tenant_id, job_id = new_job(on_postgres)
+    with session_scope() as session:
+        expected = read_job_view(session, tenant_id, job_id)
+    for _ in range(3):  # the first reads, then the prepared statement
+        assert job_status(tenant_id, job_id).model_dump_json() == expected.model_dump_json()
+    assert expected.metadata == {"k": ["v", 1]} and expected.webhook is not None
+    assert expected.model_dump(mode="json")["created_at"].endswith("Z")
+    with pytest.raises(NotFound):
+        job_status("ten_someone_else", job_id)
+
+
+def test_the_pooled_connection_goes_back_as_it_came(on_postgres: Settings) -> None:
+    tenant_id, job_id = new_job(on_postgres)
+    engine = database().engine
+    engine.dispose()  # an empty pool: the read makes the one connection the next checkout gets
+    job_status(tenant_id, job_id)
+    pooled = engine.raw_connection()
+    try:
+        assert pooled.driver_connection.autocommit is False  # type: ignore[union-attr]
+        assert pooled.driver_connection.info.transaction_status == TransactionStatus.IDLE  # type: ignore[union-attr]
+    finally:
+        pooled.close()
+    with session_scope() as session:  # an ordinary transaction on it still rolls back
+        session.execute(update(jobs.Job).where(jobs.Job.id == job_id).values(progress=0.9))
+        session.rollback()
+    assert job_status(tenant_id, job_id).progress == 0.5
+
+
+def test_a_broken_connection_fails_once_and_leaves_the_pool(on_postgres: Settings) -> None:
+    tenant_id, job_id = new_job(on_postgres)
+    engine = database().engine
+    engine.dispose()
+    job_status(tenant_id, job_id)
+    pooled = engine.raw_connection()
+    backend = pooled.driver_connection.info.backend_pid  # type: ignore[union-attr]
+    pooled.close()
+    with psycopg.connect(services.POSTGRES_ADMIN_URL, autocommit=True) as admin:  # outside the pool
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+    with pytest.raises(exc.OperationalError) as failed:
+        job_status(tenant_id, job_id)
+    assert failed.value.connection_invalidated
+    assert job_status(tenant_id, job_id).job_id == job_id  # on a new connection
+
+
+def test_a_database_that_is_down_is_sqlalchemys_error(on_postgres: Settings) -> None:
+    """The API's handler of SQLAlchemy's OperationalError answers 503 (tests/web/test_uploads.py)."""
+    configure(dataclasses.replace(on_postgres, database_url="postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    with pytest.raises(exc.OperationalError):
+        job_status("ten_x", "job_" + "0" * 24)
