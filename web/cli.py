@@ -154,6 +154,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         "--timeout", "120",
         "--graceful-timeout", "30",
         "--access-logfile", "-",
+        "--logger-class", "web.accesslog.AccessLogger",  # gunicorn's lines, a tenth of the CPU
         "web.wsgi:app",
     ]  # fmt: skip
     if not settings.web_front:
