@@ -85,6 +85,8 @@ class Credential:
 class _Entry:
     expires: float
     identity: KeyIdentity
+    #: The key's credential, made once per lookup (not hashed again per request).
+    credential: Credential
     #: When this process last wrote the key's ``last_used_at`` (or read it).
     last_used_at: datetime | None
 
@@ -126,9 +128,9 @@ def _authenticate() -> None:
         _set(Credential(UPLOAD_TOKEN, token.tenant_id, token.id, token.scope, token))
         _check_token_scope(token)
         return
-    tenant_id, tenant_name = _api_key(secret)
-    g.tenant_name = tenant_name
-    _set(Credential(API_KEY, tenant_id, "key:" + hash_key(secret)[:16]))
+    entry = _api_key(secret)
+    g.tenant_name = entry.identity.tenant_name
+    _set(entry.credential)
 
 
 def _set(credential: Credential) -> None:
@@ -160,7 +162,7 @@ def forget_cached_credentials() -> None:
         _generation[1] = 0.0
 
 
-def _api_key(key: str) -> tuple[str, str]:
+def _api_key(key: str) -> _Entry:
     digest = hash_key(key)
     now = time.monotonic()
     _check_revocations(now)
@@ -169,13 +171,14 @@ def _api_key(key: str) -> tuple[str, str]:
     if hit is None or hit.expires < now:
         with read_scope() as session:
             identity = authenticate(session, key)
-        hit = _Entry(now + current_settings().api_key_cache_seconds, identity, identity.last_used_at)
+        credential = Credential(API_KEY, identity.tenant_id, "key:" + digest[:16])
+        hit = _Entry(now + current_settings().api_key_cache_seconds, identity, credential, identity.last_used_at)
         with _lock:
             if len(_cache) >= CACHE_SIZE:
                 _cache.clear()
             _cache[digest] = hit
     _note_use(hit)
-    return hit.identity.tenant_id, hit.identity.tenant_name
+    return hit
 
 
 def _note_use(entry: _Entry) -> None:
