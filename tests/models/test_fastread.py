@@ -4,7 +4,6 @@ would do around it (errors as SQLAlchemy's, broken connections dropped, the pool
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -15,30 +14,17 @@ from models import job as jobs
 from models import upload as uploads
 from models.db import database, session_scope
 from models.errors import NotFound
-from models.schema import Base
-from models.settings import Settings, configure
+from models.settings import configure, current_settings
 from models.tenant import issue_key
 from models.views import job_status, read_job_view
 from tests.support import services
 
 
-@pytest.fixture
-def on_postgres(settings: Settings) -> Iterator[Settings]:
-    with services.postgres_database() as url:
-        current = configure(dataclasses.replace(settings, database_url=url))
-        Base.metadata.create_all(database().engine)
-        try:
-            yield current
-        finally:
-            database().dispose()
-            configure(settings)
-
-
-def new_job(settings: Settings) -> tuple[str, str]:
+def new_job() -> tuple[str, str]:
     """A tenant and a job of it that has metadata, a webhook and an error (every kind of column)."""
     with session_scope() as session:
         tenant_id = issue_key(session, "acme").tenant_id
-        upload = uploads.create_upload(session, tenant_id, settings, filename="a.txt", size=0,
+        upload = uploads.create_upload(session, tenant_id, current_settings(), filename="a.txt", size=0,
                                        webhook_url="http://127.0.0.1:9/hook", metadata={"k": ["v", 1]})  # fmt: skip
         job_id = jobs.create_job(session, upload)
         session.execute(update(jobs.Job).where(jobs.Job.id == job_id)
@@ -46,8 +32,9 @@ def new_job(settings: Settings) -> tuple[str, str]:
     return tenant_id, job_id
 
 
-def test_it_reads_what_core_reads(on_postgres: Settings) -> None:
-    tenant_id, job_id = new_job(on_postgres)
+@pytest.mark.usefixtures("on_postgres")
+def test_it_reads_what_core_reads() -> None:
+    tenant_id, job_id = new_job()
     with session_scope() as session:
         expected = read_job_view(session, tenant_id, job_id)
     for _ in range(3):  # the first reads, then the prepared statement
@@ -58,8 +45,9 @@ def test_it_reads_what_core_reads(on_postgres: Settings) -> None:
         job_status("ten_someone_else", job_id)
 
 
-def test_the_pooled_connection_goes_back_as_it_came(on_postgres: Settings) -> None:
-    tenant_id, job_id = new_job(on_postgres)
+@pytest.mark.usefixtures("on_postgres")
+def test_the_pooled_connection_goes_back_as_it_came() -> None:
+    tenant_id, job_id = new_job()
     engine = database().engine
     engine.dispose()  # an empty pool: the read makes the one connection the next checkout gets
     job_status(tenant_id, job_id)
@@ -75,8 +63,9 @@ def test_the_pooled_connection_goes_back_as_it_came(on_postgres: Settings) -> No
     assert job_status(tenant_id, job_id).progress == 0.5
 
 
-def test_a_broken_connection_fails_once_and_leaves_the_pool(on_postgres: Settings) -> None:
-    tenant_id, job_id = new_job(on_postgres)
+@pytest.mark.usefixtures("on_postgres")
+def test_a_broken_connection_fails_once_and_leaves_the_pool() -> None:
+    tenant_id, job_id = new_job()
     engine = database().engine
     engine.dispose()
     job_status(tenant_id, job_id)
@@ -91,8 +80,9 @@ def test_a_broken_connection_fails_once_and_leaves_the_pool(on_postgres: Setting
     assert job_status(tenant_id, job_id).job_id == job_id  # on a new connection
 
 
-def test_a_database_that_is_down_is_sqlalchemys_error(on_postgres: Settings) -> None:
+@pytest.mark.usefixtures("on_postgres")
+def test_a_database_that_is_down_is_sqlalchemys_error() -> None:
     """The API's handler of SQLAlchemy's OperationalError answers 503 (tests/web/test_uploads.py)."""
-    configure(dataclasses.replace(on_postgres, database_url="postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    configure(dataclasses.replace(current_settings(), database_url="postgresql+psycopg://nobody@127.0.0.1:1/none"))
     with pytest.raises(exc.OperationalError):
         job_status("ten_x", "job_" + "0" * 24)
