@@ -120,9 +120,10 @@ def test_job_list_filters_by_status_and_follows_new_jobs(page: Any, stack: Stack
     sign_in(page, stack)
     page.goto(stack.base_url + "/#/jobs")
     page.select_option("#status-filter", "failed")
+    # The failed job is in the list before the filter too: wait for the filtered list itself.
+    wait_for(page, "(rows => rows.length > 0 && rows.every(r => r.dataset.status === 'failed'))"
+                   "([...document.querySelectorAll('#job-rows tr')])", what="only failed jobs listed")  # fmt: skip
     page.locator(f'#job-rows tr[data-job-id="{bad}"]').wait_for()
-    statuses = page.eval_on_selector_all("#job-rows tr", "rows => rows.map(r => r.dataset.status)")
-    assert statuses and set(statuses) == {"failed"}
 
     page.select_option("#status-filter", "")
     fresh = chunked_upload(stack.call, b"new while watching\n" * 100, filename="fresh.txt", chunk_size=1024)["job_id"]
