@@ -22,9 +22,9 @@ import contextlib
 import fcntl
 import os
 import select
-import socket
 import threading
 import time
+from typing import Protocol
 
 #: Bytes the pipe between the two sockets holds (Linux's default is 64 KiB).
 PIPE_SIZE = 1024 * 1024
@@ -38,10 +38,16 @@ READABLE = select.POLLIN | select.POLLPRI
 WRITABLE = select.POLLOUT
 
 
+class Socket(Protocol):
+    """A socket as a transport's ``get_extra_info("socket")`` gives it."""
+
+    def fileno(self) -> int: ...
+
+
 class _Move:
     """One body's move, run by :meth:`run` on a thread of its own (``pass_body``)."""
 
-    def __init__(self, client: socket.socket, upstream: socket.socket, remaining: int, stall: float,
+    def __init__(self, client: Socket, upstream: Socket, remaining: int, stall: float,
                  passing: bool):  # fmt: skip
         self.remaining, self.stall, self.passing = remaining, stall, passing
         self.error: BaseException | None = None
@@ -163,7 +169,7 @@ def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
         done.set_exception(error)
 
 
-async def pass_body(client: socket.socket, upstream: socket.socket, remaining: int, stall: float,
+async def pass_body(client: Socket, upstream: Socket, remaining: int, stall: float,
                     passing: bool) -> None:  # fmt: skip
     """Move the next ``remaining`` bytes of the client's body to gunicorn (or drop them when not
     ``passing``). The event loop must not read from ``client`` nor write to ``upstream`` meanwhile.
