@@ -28,6 +28,9 @@ from typing import Protocol
 
 #: Bytes the pipe between the two sockets holds (Linux's default is 64 KiB).
 PIPE_SIZE = 1024 * 1024
+#: Bytes gathered in the pipe before they go on while the client keeps sending: gunicorn's
+#: thread wakes once per move, and moves of each TCP read (tens of KiB) woke it too often.
+FLUSH_SIZE = 256 * 1024
 #: fcntl commands to size a pipe (Linux; not all of them are named in Python's fcntl).
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
@@ -116,6 +119,7 @@ class _Move:
                     return
                 if not ready and not writing:
                     raise TimeoutError("the request body stalled")
+                gathering = False  # the client just sent more of the body: gather some before it goes on
                 if reading and self.client in ready:
                     moved = self._splice(self.client, pipe_in, min(self.remaining, room - held))
                     if moved == 0:
@@ -128,7 +132,8 @@ class _Move:
                         self.remaining -= moved
                         held += moved
                         last = time.monotonic()
-                if held and self.passing and self.upstream in ready:
+                        gathering = self.remaining > 0 and held < FLUSH_SIZE
+                if held and self.passing and self.upstream in ready and not gathering:
                     try:
                         sent = self._splice(pipe_out, self.upstream, held)
                     except OSError:  # gunicorn answered early and closed: the rest is dropped
