@@ -20,8 +20,9 @@ exception once they have proved large: spooling them cost a second disk write an
 pass over every byte. When such a body's first ``MEMORY_BUFFER`` bytes have arrived and more
 are declared (``Content-Length``), the front passes it on as it arrives instead, with
 backpressure both ways (it reads from the client only as fast as gunicorn takes the bytes,
-so memory stays flat whatever the file's size); past what h11 read, the client's transport
-hands each read straight to gunicorn's (``_BodyRelay``). Such a request holds a gunicorn thread at
+so memory stays flat whatever the file's size); past what h11 read, the kernel moves the bytes
+from the client's socket to gunicorn's (``web.front_splice``: Linux's splice; elsewhere such
+bodies are spooled). Such a request holds a gunicorn thread at
 the client's pace, so at most ``max_streams`` bodies stream at once (half the API's threads,
 as ``chute web`` configures it); past that they are spooled as before, and the rest of the
 threads only ever see complete requests. A trickling client never streams: it would have to
@@ -46,13 +47,14 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import IO, Any, NamedTuple
 
 import h11
 
+from web import front_splice
 from web.ratelimit import THROTTLE_HEADER, classify
 
 log = logging.getLogger(__name__)
@@ -195,7 +197,7 @@ def _quick_head(data: bytes) -> tuple[_Head, bytes] | None:
 def _streams(request: _Head) -> bool:
     """An upload route whose body has a declared length: worth passing on as it arrives."""
     length = _header(request.headers, b"content-length")
-    if length is None or not length.isdigit() or int(length) <= MEMORY_BUFFER:
+    if not front_splice.AVAILABLE or length is None or not length.isdigit() or int(length) <= MEMORY_BUFFER:
         return False
     path = request.target.split(b"?", 1)[0]
     if request.method in (b"PUT", b"PATCH"):
@@ -269,79 +271,6 @@ class _Reader(asyncio.StreamReader):
         buffer.clear()
         self._maybe_resume_transport()  # type: ignore[attr-defined]
         return held
-
-
-class _BodyRelay(asyncio.Protocol):
-    """The client's connection while the rest of a streamed body arrives (``Front._pump``).
-
-    Each read goes straight to gunicorn's transport: no stream reader buffer, copy or await per
-    block. Reading pauses while gunicorn's side holds more than ``BODY_BLOCK`` unsent
-    (backpressure), and stops at the body's end; bytes past it (the client's next request) are
-    kept in ``rest``. ``ended`` completes at the body's end, or fails with ``_ClientGone``.
-    """
-
-    def __init__(self, client: asyncio.Transport, upstream: _Upstream, remaining: int, passing: bool):
-        self.loop = asyncio.get_running_loop()
-        self.client, self.upstream, self.remaining, self.passing = client, upstream, remaining, passing
-        self.original = client.get_protocol()
-        self.rest = b""
-        self.eof = False
-        #: When the client last sent something (the stall limit runs from there).
-        self.last = self.loop.time()
-        #: Reading is paused until gunicorn takes what it was sent (not the client stalling).
-        self.held = False
-        self.ended: asyncio.Future[None] = self.loop.create_future()
-        self.resuming: asyncio.Task[None] | None = None
-        # Whatever gunicorn's socket does not take at once waits in the transport, copied there:
-        # reading pauses until that is sent (drain returns once the transport holds nothing).
-        upstream.writer.transport.set_write_buffer_limits(high=0)
-        sock = upstream.writer.transport.get_extra_info("socket")
-        if sock is not None:  # a deeper socket buffer: more of each read goes in one send
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BODY_BLOCK)
-
-    def data_received(self, data: bytes) -> None:
-        if self.ended.done():
-            self.rest += data
-            return
-        self.last = self.loop.time()
-        if len(data) >= self.remaining:
-            data, self.rest = data[: self.remaining], data[self.remaining :]
-        self.remaining -= len(data)
-        if self.passing:
-            transport = self.upstream.writer.transport
-            if transport.is_closing():
-                self.passing = False  # gunicorn answered early and closed: the rest is dropped
-            else:
-                transport.write(data)
-                if self.remaining and transport.get_write_buffer_size() and not self.held:
-                    self.held = True
-                    self.client.pause_reading()
-                    self.resuming = self.loop.create_task(self._resume())
-        if not self.remaining:
-            self.client.pause_reading()  # the next request waits for the stream reader
-            self.ended.set_result(None)
-
-    async def _resume(self) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            await self.upstream.writer.drain()
-        self.held = False
-        self.last = self.loop.time()
-        if not self.ended.done() and not self.client.is_closing():
-            self.client.resume_reading()
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        self._fail("the client closed the connection mid-body")
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(f"the client went away mid-body: {exc}")
-        self.original.connection_lost(exc)  # the stream writer waits for its close there
-
-    def _fail(self, message: str) -> None:
-        if not self.ended.done():
-            self.ended.set_exception(_ClientGone(message))
 
 
 class _Discard:
@@ -750,7 +679,7 @@ class Front:
         taking it (it answered early and closed), read the rest of the body and drop it.
 
         What h11 already holds of the body goes through it; the rest (``remaining`` bytes less
-        that) goes straight from the client's transport to gunicorn's (``_BodyRelay``), bypassing
+        that) goes straight from the client's socket to gunicorn's (``_splice``), bypassing
         h11 and the stream reader (each pass through them copied every block again), and exactly
         that many bytes are taken, so a next request on the connection stays for the reader.
 
@@ -781,36 +710,41 @@ class Front:
                     raise _ClientGone("the client closed the connection mid-body")
         except h11.RemoteProtocolError as e:
             raise _ClientGone(f"the client broke the protocol mid-body: {e}") from None
-        if remaining <= 0:
-            return
-        assert isinstance(reader, _Reader)
+        if remaining > 0:
+            assert isinstance(reader, _Reader)
+            await self._splice(reader, writer, upstream, remaining, passing, up)
+
+    async def _splice(self, reader: _Reader, writer: asyncio.StreamWriter, upstream: _Upstream, remaining: int,
+                      passing: bool, up: Callable[[bytes], Awaitable[None]]) -> None:  # fmt: skip
+        """The rest of a streamed body: what the stream reader holds, then ``remaining`` bytes
+        less that moved by the kernel (``front_splice``) while neither transport touches them."""
         client = writer.transport
         assert isinstance(client, asyncio.Transport)
-        relay = _BodyRelay(client, upstream, remaining, passing)
-        original = client.get_protocol()
-        client.set_protocol(relay)
+        client.pause_reading()
+        held = reader.take()
+        client.pause_reading()  # ``take`` may have resumed it
+        body, rest = held[:remaining], held[remaining:]  # the rest: the client's next request
         try:
-            held = reader.take()
-            if held:
-                relay.data_received(held)
-            client.resume_reading()
-            loop = asyncio.get_running_loop()
-            while not relay.ended.done():
-                left = relay.last + self.config.body_stall - loop.time()
-                if left <= 0 and not relay.held:
-                    raise TimeoutError
-                await asyncio.wait([relay.ended], timeout=max(left, 0.05))
-            relay.ended.result()
+            await up(body)
+            remaining -= len(body)
+            transport = upstream.writer.transport
+            if remaining and not transport.is_closing():
+                # Nothing of the body may wait in the transport: the kernel writes after it.
+                transport.set_write_buffer_limits(high=0)
+                with contextlib.suppress(ConnectionError, OSError):
+                    await upstream.writer.drain()
+                with contextlib.suppress(OSError):  # a deeper socket buffer: more of the body per move
+                    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BODY_BLOCK)
+            if remaining:
+                passing = passing and not transport.is_closing() and transport.get_write_buffer_size() == 0
+                try:
+                    await front_splice.pass_body(client.get_extra_info("socket"), transport.get_extra_info("socket"),
+                                                 remaining, self.config.body_stall, passing)  # fmt: skip
+                except ConnectionError as e:
+                    raise _ClientGone(str(e)) from None
         finally:
-            client.set_protocol(original)
-            if relay.resuming is not None:
-                relay.resuming.cancel()
-            if relay.ended.done():
-                relay.ended.exception()  # retrieved (it may go unraised when this task is cancelled)
-            if relay.rest:
-                reader.feed_data(relay.rest)
-            if relay.eof:
-                reader.feed_eof()
+            if rest:
+                reader.feed_data(rest)
             if not client.is_closing():
                 client.resume_reading()
 

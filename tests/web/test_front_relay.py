@@ -229,8 +229,8 @@ def patch_head(size: int) -> bytes:
 
 
 def test_a_streamed_body_goes_whole_and_the_next_request_after_it_is_read(front: tuple[int, FakeUpstream]) -> None:
-    """Past its first MiB a body goes from socket to socket (``_BodyRelay``), in reads that may
-    end inside the next request: gunicorn gets exactly the body, the client both answers."""
+    """Past its first MiB a body goes from socket to socket (``web.front_splice``), while the next
+    request is already sent behind it: gunicorn gets exactly the body, the client both answers."""
     port, upstream = front
     body = os.urandom(5 * MiB + 123)
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
