@@ -80,8 +80,8 @@ def upload(job_id: str, start: StageStart) -> None:
     if job.uploaded_at is not None:  # a redelivery after a crash between storing and cleaning up
         if not parsed:  # else extract reads them, then removes them
             staging.remove_upload(settings.staging_dir, job.upload_id)
-        if job.extracted_at is not None and not parsed:
-            pass_over("extract")
+            if job.extracted_at is not None:  # recorded with the upload (not by a chute before that)
+                pass_over("extract")
         return
     if start.prepared is None:  # the job ended
         return
