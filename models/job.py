@@ -458,7 +458,7 @@ def advance_stage(session: Session, job_id: str, finished_stage: str, *, through
         An ``Advance``: ``ADVANCED``; ``ENDED`` when the job ended (cancelled) or is gone, and
         nothing was written; ``DONE`` when another run of the stage recorded it first.
     """
-    notifies = session.get_bind().dialect.name == "postgresql"
+    notifies = job_events.notifies(session)
     statement = _advance_statement(finished_stage, through or finished_stage, tuple(sorted(values)), notifies)
     rows = session.execute(statement, {**values, "job_id": job_id, "now": utcnow()}).all()
     if rows:

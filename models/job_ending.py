@@ -50,7 +50,7 @@ def complete_or_read(session: Session, job_id: str) -> tuple[Row[*tuple[Any, ...
         The job's row of :data:`ENDING_COLUMNS` (None: no such job), and whether this call
         completed it.
     """
-    notifies = session.get_bind().dialect.name == "postgresql"
+    notifies = job_events.notifies(session)
     row = session.execute(_COMPLETE_NOTIFYING if notifies else _COMPLETE, {"job_id": job_id, "now": utcnow()}).first()
     if row is not None:
         if not notifies:

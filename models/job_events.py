@@ -127,12 +127,17 @@ def notify_column(state: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
     return func.pg_notify(CHANNEL, cast(payload, Text))
 
 
+def notifies(session: Session) -> bool:
+    """Whether the session's database takes NOTIFY (PostgreSQL); others' listeners poll."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def announce(session: Session, states: list[JobState]) -> None:
     """NOTIFY listeners of ``states`` when the session's transaction commits (PostgreSQL only).
 
     A no-op on other databases, whose listeners poll.
     """
-    if not states or session.get_bind().dialect.name != "postgresql":
+    if not states or not notifies(session):
         return
     # The driver's own SQL, in the session's transaction: a stage announces on every move, and
     # compiling a ``text()`` each time cost twice the execution. It still goes through the
