@@ -10,6 +10,7 @@ import pytest
 from psycopg.pq import TransactionStatus
 from sqlalchemy import exc, update
 
+from models import fastread
 from models import job as jobs
 from models import upload as uploads
 from models.db import database, session_scope
@@ -86,3 +87,23 @@ def test_a_database_that_is_down_is_sqlalchemys_error() -> None:
     configure(dataclasses.replace(current_settings(), database_url="postgresql+psycopg://nobody@127.0.0.1:1/none"))
     with pytest.raises(exc.OperationalError):
         job_status("ten_x", "job_" + "0" * 24)
+
+
+@pytest.mark.usefixtures("on_postgres")
+def test_a_pooled_connection_keeps_one_cursor_for_its_reads() -> None:
+    tenant_id, job_id = new_job()
+    engine = database().engine
+    engine.dispose()
+    job_status(tenant_id, job_id)
+    pooled = engine.raw_connection()
+    try:
+        cursor = pooled.info[fastread._CURSOR]
+        assert cursor.connection is pooled.driver_connection
+    finally:
+        pooled.close()
+    assert job_status(tenant_id, job_id).progress == 0.5
+    pooled = engine.raw_connection()
+    try:
+        assert pooled.info[fastread._CURSOR] is cursor  # the same connection, the same cursor
+    finally:
+        pooled.close()
