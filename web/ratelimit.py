@@ -118,8 +118,19 @@ def _limiter(settings: Settings) -> Limiter:
     return Limiter(settings)
 
 
+#: The last settings asked for and their limiter. ``_limiter``'s cache hashes a Settings, every
+#: field of it, on each call: about 1 % of a status GET's CPU, asked three times per request.
+_last: tuple[Settings, Limiter] | None = None
+
+
 def limiter() -> Limiter:
-    return _limiter(current_settings())
+    global _last
+    settings, last = current_settings(), _last
+    if last is not None and last[0] is settings:
+        return last[1]
+    made = _limiter(settings)
+    _last = (settings, made)
+    return made
 
 
 def _policies(scope: str, spec: str, identifiers: tuple[str, ...]) -> list[Policy]:
