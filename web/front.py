@@ -963,7 +963,12 @@ def _upstream_head(request: _Head, size: int, peer: str) -> bytes:
 
 
 def _next_connection(conn: h11.Connection) -> h11.Connection:
-    """A fresh ``h11.Connection`` for the client's next request, holding what it sent of it already."""
+    """A fresh ``h11.Connection`` for the client's next request, holding what it sent of it already.
+
+    One that h11 never parsed a request in (``_quick_head`` read it) is already that: it is kept.
+    """
+    if conn.their_state is h11.IDLE and conn.our_state is h11.IDLE:
+        return conn
     data, closed = conn.trailing_data
     fresh = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
     if data:
