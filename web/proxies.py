@@ -8,6 +8,7 @@ send those headers, so they are applied only when the connection comes from a tr
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-#: Peer addresses whose verdict is remembered; past that the memory starts again.
+#: Peer addresses whose verdict is remembered (the least recently seen are forgotten first).
 MAX_REMEMBERED = 4096
 
 
@@ -32,17 +33,10 @@ class TrustedProxyFix:
         self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_port=1, x_prefix=1)
         self.networks: list[Network] = [ipaddress.ip_network(t.strip(), strict=False) for t in trusted if t.strip()]
         #: Verdicts by peer address: parsing an address on every request was ~3 % of a status GET in Flask.
-        self._verdicts: dict[str, bool] = {}
+        self._verdict = functools.lru_cache(maxsize=MAX_REMEMBERED)(self._trusted)
 
     def trusts(self, address: str | None) -> bool:
-        key = address or ""
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            verdict = self._trusted(key)
-            if len(self._verdicts) >= MAX_REMEMBERED:
-                self._verdicts.clear()
-            self._verdicts[key] = verdict
-        return verdict
+        return self._verdict(address or "")
 
     def _trusted(self, address: str) -> bool:
         try:

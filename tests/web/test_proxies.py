@@ -33,5 +33,5 @@ def test_the_memory_of_verdicts_is_bounded(monkeypatch: Any) -> None:
     fix = TrustedProxyFix(app, ["10.0.0.0/8"])
     for n in range(10):
         assert fix.trusts(f"10.0.0.{n}")
-        assert len(fix._verdicts) <= 3
+        assert fix._verdict.cache_info().currsize <= 3
     assert not fix.trusts("192.0.2.1")
