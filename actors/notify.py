@@ -111,6 +111,8 @@ class Prepared:
     secrets: list[str]
     #: None: the endpoint's breaker lets the attempt go; else when to try again.
     later: datetime | None
+    #: The event's next attempt as read: a deferral applies only while it is unchanged.
+    seen_next_attempt_at: datetime | None = None
 
 
 def attempt_delivery(message_id: str) -> Outcome | None:
@@ -125,7 +127,7 @@ def attempt_delivery(message_id: str) -> Outcome | None:
         return None
     url, body, secrets = prepared.url, prepared.body, prepared.secrets
     if prepared.later is not None:
-        _defer(message_id, prepared.later)
+        _defer(prepared)
         return None
     with destination_slot(url) as acquired:
         if not acquired:
@@ -179,13 +181,23 @@ def _prepare(message_id: str) -> Prepared | None:
         assert event.sealed_secret is not None  # its tenant exists (a tenant's events are deleted with it)
         closed = breaker_closed(connection, event.tenant_id, event.url)
     later = None if closed else admit(event.tenant_id, event.url)
-    return Prepared(message_id, event.tenant_id, event.url, event.payload.encode(), event.signing_secrets(), later)
+    return Prepared(message_id, event.tenant_id, event.url, event.payload.encode(), event.signing_secrets(), later,
+                    event.next_attempt_at)  # fmt: skip
 
 
-def _defer(message_id: str, until: datetime) -> None:
-    """Put an event off until ``until`` (its endpoint's breaker is open); its attempts do not move."""
+def _defer(prepared: Prepared) -> None:
+    """Put an event off until its endpoint's breaker lets attempts go again; its attempts do not move.
+
+    Races with the API are settled here, not lost: an event replayed meanwhile is left to the
+    replay's message (the deferral no longer matches the row), and one whose breaker the tenant
+    reset meanwhile goes now instead of after the cool-down.
+    """
+    assert prepared.later is not None
+    message_id, until = prepared.message_id, prepared.later
     with session_scope() as session:
-        if not delivery.defer(session, message_id, until):
+        if breaker_closed(session, prepared.tenant_id, prepared.url):
+            until = utcnow()
+        elif not delivery.defer(session, message_id, until, prepared.seen_next_attempt_at):
             return
     _schedule(message_id, (until - utcnow()).total_seconds())
 

@@ -82,7 +82,7 @@ def breaker(settings: Settings) -> endpoint.Breaker:
     )
 
 
-def breaker_closed(connection: Connection, tenant_id: str, url: str) -> bool:
+def breaker_closed(connection: Session | Connection, tenant_id: str, url: str) -> bool:
     """Whether an attempt to ``url`` may go with no more ado (its breaker is closed), read on
     the connection the event to send was read on, without a transaction."""
     return endpoint.breaker_closed(connection, tenant_id, url)

@@ -160,8 +160,12 @@ _SET_NEXT = (
     .where(EVENTS.c.id == bindparam("b_id"))
     .values(next_attempt_at=bindparam("b_next", type_=EVENTS.c.next_attempt_at.type))
 )
-#: Put a pending event off (parameters: b_id, b_next); matches nothing once it is no longer pending.
-_DEFER = _SET_NEXT.where(EVENTS.c.status == PENDING)
+#: Put a pending event off (parameters: b_id, b_next, b_seen); matches nothing once it is no
+#: longer pending or its next attempt is no longer ``b_seen`` (a replay, or another attempt, moved it).
+_DEFER = _SET_NEXT.where(
+    EVENTS.c.status == PENDING,
+    EVENTS.c.next_attempt_at.is_not_distinct_from(bindparam("b_seen", type_=EVENTS.c.next_attempt_at.type)),
+)
 #: One attempt's record. ``inline``: its id is the database's and nobody reads it back.
 _ATTEMPT = insert(ATTEMPTS).inline()
 
@@ -213,9 +217,12 @@ def set_next_attempt(session: Session, event_id: str, when: datetime) -> None:
     session.execute(_SET_NEXT, {"b_id": event_id, "b_next": when})
 
 
-def defer(session: Session, event_id: str, until: datetime) -> bool:
-    """Put a pending event off until ``until``; False when it is missing or no longer pending."""
-    return bool(session.execute(_DEFER, {"b_id": event_id, "b_next": until}).rowcount)  # type: ignore[attr-defined]
+def defer(session: Session, event_id: str, until: datetime, seen: datetime | None) -> bool:
+    """Put a pending event off until ``until``, if its next attempt is still ``seen`` (as read
+    before the attempt was refused); False when it is missing, no longer pending, or was moved
+    meanwhile: whoever moved it (a replay, a recorded attempt) has queued its next message."""
+    params = {"b_id": event_id, "b_next": until, "b_seen": seen}
+    return bool(session.execute(_DEFER, params).rowcount)  # type: ignore[attr-defined]
 
 
 def add_attempt(

@@ -83,13 +83,31 @@ def test_only_a_pending_event_is_deferred(settings: Settings, tenant: TenantKeys
     event_id = new_event(settings, tenant)
     until = utcnow() + timedelta(minutes=1)
     with session_scope() as session:
-        assert delivery.defer(session, event_id, until)
-        assert not delivery.defer(session, "msg_none", until)
+        assert delivery.defer(session, event_id, until, None)
+        assert not delivery.defer(session, "msg_none", until, None)
     assert event_of(event_id).next_attempt_at == until
     with session_scope() as session:
         delivery.set_status(session, event_id, delivery.FAILED)
-        assert not delivery.defer(session, event_id, until + timedelta(minutes=1))
+        assert not delivery.defer(session, event_id, until + timedelta(minutes=1), until)
     assert event_of(event_id).next_attempt_at == until
+
+
+def test_an_event_moved_since_it_was_read_is_not_deferred(settings: Settings, tenant: TenantKeys) -> None:
+    """A replay (next attempt: now) between the attempt's read and its deferral wins."""
+    event_id = new_event(settings, tenant)
+    read, later = utcnow() + timedelta(seconds=1), utcnow() + timedelta(hours=1)
+    with session_scope() as session:
+        delivery.set_next_attempt(session, event_id, read)
+    with session_scope() as session:
+        event = delivery.latest_event(session, event_of(event_id).job_id)
+        assert event is not None
+        event.next_attempt_at = None  # what POST /v1/jobs/{id}/deliveries does
+    with session_scope() as session:
+        assert not delivery.defer(session, event_id, later, read)
+    assert event_of(event_id).next_attempt_at is None
+    with session_scope() as session:
+        assert delivery.defer(session, event_id, later, None)
+    assert event_of(event_id).next_attempt_at == later
 
 
 def test_admit_makes_the_endpoint_and_lets_one_probe_through(settings: Settings, tenant: TenantKeys) -> None:
