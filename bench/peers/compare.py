@@ -142,21 +142,29 @@ class Bench:
     pool: ThreadPoolExecutor
     http: Any
     files: dict[str, bytes] = field(default_factory=lambda: {"text": text_file(1), "jpeg": jpeg_file()})
+    #: Submissions sent a second time after the server dropped a kept-alive connection, by side.
+    resent: dict[str, int] = field(default_factory=dict)
 
     def submit(self, side: Side, item: tuple[int, str]) -> tuple[str, float]:
-        """One file in one multipart POST; (job id, monotonic time the call started)."""
+        """One file in one multipart POST; (job id, monotonic time the call started).
+
+        A POST that meets a reset connection is sent once more on a new one, and counted: gunicorn's
+        gthread worker (the peer's web serves clients with it directly) can reset a kept-alive
+        connection just as a request arrives on it (benoitc/gunicorn#1698). A job the server
+        created before the reset is then one extra job, whose webhook the bench ignores.
+        """
+        import urllib3
+
         n, kind = item
         extension, content_type = KINDS[kind]
         started = time.monotonic()
-        response = self.http.request(
-            "POST",
-            side.base_url + side.submit_path,
-            fields={
-                "file": (f"file-{n}.{extension}", self.files[kind], content_type),
-                "webhook_url": self.webhook_url,
-            },
-            headers=side.headers,
-        )
+        fields = {"file": (f"file-{n}.{extension}", self.files[kind], content_type), "webhook_url": self.webhook_url}
+        url = side.base_url + side.submit_path
+        try:
+            response = self.http.request("POST", url, fields=fields, headers=side.headers)
+        except urllib3.exceptions.ProtocolError:
+            self.resent[side.name] = self.resent.get(side.name, 0) + 1
+            response = self.http.request("POST", url, fields=fields, headers=side.headers)
         if response.status != 202:
             raise RuntimeError(f"{side.name}: POST {side.submit_path}: {response.status} {response.data[:300]!r}")
         return side.job_id_of(json.loads(response.data)), started
@@ -391,6 +399,7 @@ def measure(args: argparse.Namespace, report: Report) -> dict[str, list[dict[str
             for side in (*sides, bare):
                 rounds.setdefault(f"{side.name}_status", []).append(status_get(bench, side, n))
         report.settings["load_average_end"] = os.getloadavg()
+        report.settings["submissions_resent_after_a_reset"] = dict(bench.resent)
     return rounds
 
 
