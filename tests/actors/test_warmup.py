@@ -1,4 +1,4 @@
-"""The extraction warm-up runs only in worker processes that extract."""
+"""The extraction warm-up runs only in worker processes that extract, before they consume."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def warmed(monkeypatch: pytest.MonkeyPatch, consumed: set[str] | None) -> bool:
         started.set()
 
     monkeypatch.setattr(warmup.POOL, "warm", warm)
-    ExtractionWarmup().after_worker_boot(None, SimpleNamespace(consumer_whitelist=consumed))  # type: ignore[arg-type]
-    return started.wait(2.0)
+    ExtractionWarmup().before_worker_boot(None, SimpleNamespace(consumer_whitelist=consumed))  # type: ignore[arg-type]
+    return started.is_set()  # before_worker_boot returned: the warm-up has run
 
 
 def test_a_worker_of_every_queue_warms_the_pool(monkeypatch: pytest.MonkeyPatch, isolating: Settings) -> None:
@@ -48,3 +48,23 @@ def test_the_webhook_group_does_not(monkeypatch: pytest.MonkeyPatch, isolating: 
 
 def test_nothing_warms_with_the_sandbox_off(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     assert not warmed(monkeypatch, None)
+
+
+def test_the_boot_waits_for_the_sandbox_but_not_for_ever(
+    monkeypatch: pytest.MonkeyPatch, isolating: Settings
+) -> None:
+    """Dramatiq consumes once ``before_worker_boot`` returns: a slow start is waited for, a hung
+    one only up to WARM_WAIT_SECONDS."""
+    release = threading.Event()
+    monkeypatch.setattr(warmup.POOL, "warm", lambda _limits: release.wait(5))
+    monkeypatch.setattr(warmup, "WARM_WAIT_SECONDS", 0.2)
+    waited = threading.Event()
+
+    def boot() -> None:
+        ExtractionWarmup().before_worker_boot(None, SimpleNamespace(consumer_whitelist=None))  # type: ignore[arg-type]
+        waited.set()
+
+    threading.Thread(target=boot, daemon=True).start()
+    assert not waited.wait(0.1)  # still warming
+    assert waited.wait(2.0)  # given up after WARM_WAIT_SECONDS
+    release.set()
