@@ -29,6 +29,7 @@ from functools import cache
 
 import dramatiq
 import urllib3
+from sqlalchemy.orm import Session
 
 from actors.broker import broker
 from actors.metrics import job_ended, webhook_attempt
@@ -141,7 +142,7 @@ def attempt_delivery(message_id: str) -> Outcome | None:
         # Core statements, each built once (models.delivery): the event's row is locked by the
         # first UPDATE as SELECT … FOR UPDATE would, then the attempt and the breaker follow.
         if outcome.ok:
-            attempts, status = delivery.count_delivered(session, message_id, utcnow()), delivery.DELIVERED
+            attempts, status = _record_delivered(session, prepared, outcome), delivery.DELIVERED
         else:
             attempts, status = delivery.count_failed(session, message_id)
             if outcome.gone:
@@ -154,15 +155,26 @@ def attempt_delivery(message_id: str) -> Outcome | None:
                 delivery.set_next_attempt(session, message_id, utcnow() + timedelta(seconds=next_delay))
             if next_delay is None:
                 delivery.set_status(session, message_id, status)
-        delivery.add_attempt(session, message_id, url, outcome.status_code, outcome.error, outcome.duration_ms,
-                             outcome.response_excerpt)  # fmt: skip
-        record_outcome(session, prepared.tenant_id, url, outcome)
+            delivery.add_attempt(session, message_id, url, outcome.status_code, outcome.error, outcome.duration_ms,
+                                 outcome.response_excerpt)  # fmt: skip
+            record_outcome(session, prepared.tenant_id, url, outcome)
     log.info(
         "webhook %s attempt %d to %s: %s (%s)", message_id, attempts, url, outcome.status_code or outcome.error, status
     )
     if next_delay is not None:
         _schedule(message_id, next_delay)
     return outcome
+
+
+def _record_delivered(session: Session, prepared: Prepared, outcome: Outcome) -> int:
+    """A success's three writes (one statement on PostgreSQL); returns the event's attempts."""
+    attempts, closed = delivery.record_delivered(
+        session, prepared.message_id, prepared.tenant_id, prepared.url, outcome.status_code, outcome.duration_ms,
+        outcome.response_excerpt,
+    )  # fmt: skip
+    if not closed:  # the endpoint has no row yet: made as a success of its first delivery
+        record_outcome(session, prepared.tenant_id, prepared.url, outcome)
+    return attempts
 
 
 def _prepare(message_id: str) -> Prepared | None:

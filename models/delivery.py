@@ -15,12 +15,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
+    func,
     insert,
     select,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from models import endpoint as _endpoint
 from models import job as _job
 from models import tenant as _tenant
 from models.db import Base, utcnow
@@ -200,6 +202,59 @@ def count_delivered(session: Session, event_id: str, now: datetime) -> int:
     attempts = session.execute(_DELIVERED, {"b_id": event_id, "b_now": now}).scalar_one_or_none()
     assert attempts is not None, event_id
     return int(attempts)
+
+
+def _delivered_in_one() -> Any:
+    """PostgreSQL: a successful attempt's three writes as one statement of data-modifying CTEs
+    (the event counted and delivered, the attempt inserted, the endpoint's breaker closed);
+    returns the event's attempts and how many endpoint rows were closed (0: none yet)."""
+    counted = _DELIVERED.cte("counted")
+    attempt = (
+        insert(ATTEMPTS)
+        .values(event_id=bindparam("b_id"), attempted_at=bindparam("b_now", type_=ATTEMPTS.c.attempted_at.type),
+                url=bindparam("b_url"), status_code=bindparam("b_status_code"), error=None,
+                duration_ms=bindparam("b_duration_ms"), response_excerpt=bindparam("b_excerpt"))
+        .returning(ATTEMPTS.c.id)
+        .cte("attempt")
+    )  # fmt: skip
+    closed = _endpoint.SUCCESS.returning(_endpoint.WebhookEndpoint.id).cte("closed")
+    return select(counted.c.attempts, select(func.count()).select_from(closed).scalar_subquery()).add_cte(attempt)
+
+
+#: Built once (parameters: b_id, b_now, b_url, b_status_code, b_duration_ms, b_excerpt,
+#: b_tenant_id, b_url_hash); PostgreSQL only.
+_DELIVERED_IN_ONE = _delivered_in_one()
+
+
+def record_delivered(
+    session: Session,
+    event_id: str,
+    tenant_id: str,
+    url: str,
+    status_code: int | None,
+    duration_ms: int,
+    response_excerpt: str | None,
+) -> tuple[int, bool]:
+    """Record a successful attempt: the event delivered, the attempt, the endpoint's breaker closed.
+
+    One round trip on PostgreSQL instead of three (a delivery's writes were a fifth of the
+    webhook worker's samples); three statements elsewhere (SQLite has no writing CTEs).
+
+    Returns:
+        The event's attempts, and whether the endpoint had a row to close (when it had none,
+        the caller records the success the long way, which makes it).
+    """
+    now = utcnow()
+    if session.get_bind().dialect.name != "postgresql":
+        attempts = count_delivered(session, event_id, now)
+        add_attempt(session, event_id, url, status_code, None, duration_ms, response_excerpt)
+        return attempts, _endpoint.closed_by_success(session, tenant_id, url, now)
+    params = {"b_id": event_id, "b_now": now, "b_url": url, "b_status_code": status_code,
+              "b_duration_ms": duration_ms, "b_excerpt": response_excerpt, "b_tenant_id": tenant_id,
+              "b_url_hash": _endpoint.url_hash(url)}  # fmt: skip
+    row = session.execute(_DELIVERED_IN_ONE, params).one_or_none()
+    assert row is not None, event_id
+    return int(row[0]), bool(row[1])
 
 
 def count_failed(session: Session, event_id: str) -> tuple[int, str]:

@@ -142,7 +142,7 @@ def record(
         the breaker's state (the common case: no read, no object).
     """
     now = utcnow()
-    if ok and _closed_by_success(session, tenant_id, url, now):
+    if ok and closed_by_success(session, tenant_id, url, now):
         return None
     endpoint = get_or_create(session, tenant_id, url, for_update=True)
     if ok:
@@ -163,22 +163,22 @@ def record(
     return endpoint
 
 
-def _closed_by_success(session: Session, tenant_id: str, url: str, now: datetime) -> bool:
+def closed_by_success(session: Session, tenant_id: str, url: str, now: datetime) -> bool:
     """Close the breaker of an endpoint that answered; False if it has no row yet."""
     done = session.execute(
-        _SUCCESS,
-        {"b_tenant_id": tenant_id, "b_url_hash": url_hash(url), "now": now},
+        SUCCESS,
+        {"b_tenant_id": tenant_id, "b_url_hash": url_hash(url), "b_now": now},
     )
     return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
 _TABLE = Base.metadata.tables["webhook_endpoints"].c
-#: A success's statement, built once (parameters: b_tenant_id, b_url_hash, now).
-_SUCCESS = (
+#: A success's statement, built once (parameters: b_tenant_id, b_url_hash, b_now).
+SUCCESS = (
     update(Base.metadata.tables["webhook_endpoints"])
     .where(_TABLE.tenant_id == bindparam("b_tenant_id"), _TABLE.url_hash == bindparam("b_url_hash"))
     .values(state=CLOSED, consecutive_failures=0, cooldown_seconds=0.0, retry_at=None, opened_at=None,
-            last_success_at=bindparam("now", type_=_TABLE.last_success_at.type))  # fmt: skip
+            last_success_at=bindparam("b_now", type_=_TABLE.last_success_at.type))  # fmt: skip
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from models import delivery, endpoint
@@ -132,3 +133,39 @@ def test_admit_makes_the_endpoint_and_lets_one_probe_through(settings: Settings,
         assert endpoint.admit(session, tenant.tenant_id, URL, later) == later + endpoint.PROBE_LEASE  # probing
         (row,) = endpoint.list_endpoints(session, tenant.tenant_id)
         assert (row.state, row.retry_at) == (endpoint.HALF_OPEN, later + endpoint.PROBE_LEASE)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def keys(request: pytest.FixtureRequest, tenant: TenantKeys) -> TenantKeys:
+    """A tenant on the unit tests' SQLite, or on PostgreSQL (where a success is one statement)."""
+    if request.param == "sqlite":
+        return tenant
+    request.getfixturevalue("on_postgres")
+    with session_scope() as session:
+        issued = tenants.issue_key(session, "acme")
+    return TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret)
+
+
+def test_a_success_is_counted_recorded_and_closes_the_breaker(settings: Settings, keys: TenantKeys) -> None:
+    event_id = new_event(settings, keys)
+    with session_scope() as session:
+        assert delivery.record_delivered(session, event_id, keys.tenant_id, URL, 200, 12, "ok") == (1, False)
+        assert endpoint.admit(session, keys.tenant_id, URL) is None  # the endpoint's row, closed
+        (row,) = endpoint.list_endpoints(session, keys.tenant_id)
+        row.state, row.consecutive_failures, row.retry_at = endpoint.OPEN, 3, utcnow()
+    before = utcnow()
+    with session_scope() as session:
+        assert delivery.record_delivered(session, event_id, keys.tenant_id, URL, 204, 7, None) == (2, True)
+    event = event_of(event_id)
+    assert (event.status, event.attempts, event.next_attempt_at) == (delivery.DELIVERED, 2, None)
+    assert event.delivered_at is not None and event.delivered_at >= before
+    with session_scope() as session:
+        (row,) = endpoint.list_endpoints(session, keys.tenant_id)
+        assert (row.state, row.consecutive_failures, row.retry_at) == (endpoint.CLOSED, 0, None)
+        assert row.last_success_at == event.delivered_at
+        attempts = session.scalars(select(delivery.WebhookAttempt).order_by(delivery.WebhookAttempt.id)).all()
+        assert [(a.status_code, a.duration_ms, a.response_excerpt, a.error) for a in attempts] == [
+            (200, 12, "ok", None),
+            (204, 7, None, None),
+        ]
+        assert attempts[1].attempted_at >= before
