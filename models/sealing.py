@@ -15,7 +15,7 @@ import base64
 import contextlib
 import os
 import secrets
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -53,7 +53,14 @@ def secret_key(settings: Settings) -> str:
         with contextlib.suppress(FileExistsError):
             os.link(temp, path)
         temp.unlink()
-    return path.read_text().strip()
+    return _key_file(str(path))
+
+
+@cache
+def _key_file(path: str) -> str:
+    """A key file's key, read once per process: it is made once and never rewritten (``link``
+    above), and a webhook attempt asked for it on every signature."""
+    return Path(path).read_text().strip()
 
 
 @cache
@@ -78,12 +85,20 @@ def unseal(token: str, settings: Settings | None = None) -> str:
         SealingError: no configured key opens it.
     """
     try:
-        return fernet(settings).decrypt(token.encode("ascii")).decode()
+        return _unsealed(token, fernet(settings))
     except (InvalidToken, ValueError):
         raise SealingError(
             "a stored secret cannot be decrypted: every process needs the same CHUTE_SECRET_KEY, "
             "and the key it was sealed with must be current or in CHUTE_OLD_SECRET_KEYS"
         ) from None
+
+
+@lru_cache(maxsize=4096)
+def _unsealed(token: str, keys: MultiFernet) -> str:
+    """Remembered: every webhook attempt unsealed its tenant's secret (a tenth of the attempt's
+    CPU). A sealed token has one plain value under given keys; new keys are a new ``MultiFernet``
+    (``_fernet``), so a rotation is never answered from here. A token that fails is not kept."""
+    return keys.decrypt(token.encode("ascii")).decode()
 
 
 def reseal(token: str, settings: Settings | None = None) -> str:

@@ -93,6 +93,7 @@ def test_webhook_secrets_are_sealed_at_rest(settings, tenant) -> None:  # type: 
     assert "whsec_" not in sealed
     plain = Fernet(derive_key(settings.secret_key)).decrypt(sealed.encode()).decode()
     assert plain == tenant.webhook_secret
+    assert unseal(sealed) == plain  # remembered under these keys, and only under them:
     with pytest.raises(SealingError):
         unseal(sealed, dataclasses.replace(settings, secret_key="another key"))
 
