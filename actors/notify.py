@@ -179,10 +179,10 @@ def _record_delivered(session: Session, prepared: Prepared, outcome: Outcome) ->
 
 def _prepare(message_id: str) -> Prepared | None:
     """The event to send now and whether its endpoint's breaker admits it, or None when it is
-    not pending or not due yet (then re-scheduled): two Core selects, without a transaction, when
-    the endpoint's breaker is closed (the event with its tenant's secrets, and the breaker). The
-    attempt's outcome is recorded against the event's row as it is then, so nothing read here
-    needs a lock."""
+    not pending or not due yet (then re-scheduled): one Core select, without a transaction, when
+    the endpoint's breaker is closed (the event with its tenant's secrets and its endpoint's
+    breaker). The attempt's outcome is recorded against the event's row as it is then, so
+    nothing read here needs a lock."""
     with read_connection() as connection:
         event = delivery.outgoing(connection, message_id)
         if event is None or event.status != delivery.PENDING:
@@ -191,8 +191,7 @@ def _prepare(message_id: str) -> Prepared | None:
             _schedule(message_id, (event.next_attempt_at - utcnow()).total_seconds())
             return None
         assert event.sealed_secret is not None  # its tenant exists (a tenant's events are deleted with it)
-        closed = breaker_closed(connection, event.tenant_id, event.url)
-    later = None if closed else admit(event.tenant_id, event.url)
+    later = None if event.breaker_closed else admit(event.tenant_id, event.url)
     return Prepared(message_id, event.tenant_id, event.url, event.payload.encode(), event.signing_secrets(), later,
                     event.next_attempt_at)  # fmt: skip
 

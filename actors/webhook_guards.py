@@ -83,8 +83,8 @@ def breaker(settings: Settings) -> endpoint.Breaker:
 
 
 def breaker_closed(connection: Session | Connection, tenant_id: str, url: str) -> bool:
-    """Whether an attempt to ``url`` may go with no more ado (its breaker is closed), read on
-    the connection the event to send was read on, without a transaction."""
+    """Whether an attempt to ``url`` may go with no more ado (its breaker is closed), read again
+    (an attempt reads it with its event: ``delivery.Outgoing.breaker_closed``)."""
     return endpoint.breaker_closed(connection, tenant_id, url)
 
 

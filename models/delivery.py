@@ -132,10 +132,19 @@ _TENANTS: Table = _tenant.Tenant.__table__  # type: ignore[assignment]
 
 #: An event to send and its tenant's sealed signing secrets (parameter: b_id). An outer join, so
 #: that a missing tenant shows as such rather than as a missing event.
+#: The endpoint's breaker state comes along (outer join: None before the endpoint's first
+#: attempt), so that an attempt through a closed breaker reads once; the endpoint is found by
+#: its tenant (the unique index's first column) and its URL, which its ``url_hash`` stands for.
+_ENDPOINTS: Table = _endpoint.WebhookEndpoint.__table__  # type: ignore[assignment]
 _OUTGOING = (
     select(EVENTS.c.status, EVENTS.c.next_attempt_at, EVENTS.c.tenant_id, EVENTS.c.url, EVENTS.c.payload,
-           _TENANTS.c.webhook_secret, _TENANTS.c.previous_webhook_secret, _TENANTS.c.previous_secret_expires_at)
-    .select_from(EVENTS.outerjoin(_TENANTS, _TENANTS.c.id == EVENTS.c.tenant_id))
+           _TENANTS.c.webhook_secret, _TENANTS.c.previous_webhook_secret, _TENANTS.c.previous_secret_expires_at,
+           _ENDPOINTS.c.state)
+    .select_from(
+        EVENTS.outerjoin(_TENANTS, _TENANTS.c.id == EVENTS.c.tenant_id).outerjoin(
+            _ENDPOINTS, (_ENDPOINTS.c.tenant_id == EVENTS.c.tenant_id) & (_ENDPOINTS.c.url == EVENTS.c.url)
+        )
+    )
     .where(EVENTS.c.id == bindparam("b_id"))
 )  # fmt: skip
 #: A successful attempt counted and the event delivered, in one statement that locks the row as
@@ -174,7 +183,7 @@ _ATTEMPT = insert(ATTEMPTS).inline()
 
 @dataclass(frozen=True)
 class Outgoing:
-    """What an attempt needs of its event and of its tenant, read in one statement."""
+    """What an attempt needs of its event, its tenant and its endpoint, read in one statement."""
 
     status: str
     next_attempt_at: datetime | None
@@ -184,6 +193,13 @@ class Outgoing:
     sealed_secret: str | None
     sealed_previous_secret: str | None
     previous_secret_expires_at: datetime | None
+    #: The endpoint's breaker (``models.endpoint``'s states); None: no attempt to it yet.
+    breaker_state: str | None = None
+
+    @property
+    def breaker_closed(self) -> bool:
+        """``endpoint.breaker_closed``, as read with the event."""
+        return self.breaker_state == _endpoint.CLOSED
 
     def signing_secrets(self) -> list[str]:
         """``Tenant.signing_secrets``, from the columns read with the event."""

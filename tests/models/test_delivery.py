@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy import update as sa_update
 
 from models import delivery, endpoint
 from models import job as jobs
@@ -169,3 +170,26 @@ def test_a_success_is_counted_recorded_and_closes_the_breaker(settings: Settings
             (204, 7, None, None),
         ]
         assert attempts[1].attempted_at >= before
+
+
+def test_outgoing_reads_the_endpoints_breaker_with_the_event(settings: Settings, keys: TenantKeys) -> None:
+    event_id = new_event(settings, keys)
+
+    def read() -> delivery.Outgoing:
+        with read_connection() as connection:
+            out = delivery.outgoing(connection, event_id)
+            assert out is not None and out.breaker_closed == endpoint.breaker_closed(connection, keys.tenant_id, URL)
+            return out
+
+    with session_scope() as session:  # another tenant's endpoint of the same URL is not ours
+        other = tenants.issue_key(session, "globex").tenant_id
+        assert endpoint.admit(session, other, URL) is None
+        session.execute(sa_update(endpoint.WebhookEndpoint).values(state=endpoint.OPEN))
+    assert read().breaker_state is None  # no attempt to our endpoint yet
+    with session_scope() as session:
+        assert endpoint.admit(session, keys.tenant_id, URL) is None
+    assert read().breaker_closed
+    with session_scope() as session:
+        session.execute(sa_update(endpoint.WebhookEndpoint).where(endpoint.WebhookEndpoint.tenant_id == keys.tenant_id)
+                        .values(state=endpoint.OPEN))  # fmt: skip
+    assert read().breaker_state == endpoint.OPEN and not read().breaker_closed
