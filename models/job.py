@@ -144,15 +144,21 @@ def new_job_id() -> str:
 def insert_job(session: Session, job_id: str, received: ReceivedFile | Upload) -> None:
     """The job of an upload (a file received whole, ``upload.record_received_file``, or a
     completed upload's row), as one table insert, announced as queued."""
+    values, state = job_row(job_id, received)
+    session.execute(_ADD_JOB, values)
+    job_events.announce(session, [state])
+
+
+def job_row(job_id: str, received: ReceivedFile | Upload) -> tuple[dict[str, Any], job_events.JobState]:
+    """What ``insert_job`` inserts, and the state it announces."""
     now = utcnow()
     values = {"id": job_id, "tenant_id": received.tenant_id, "upload_id": received.id, "filename": received.filename,
               "content_type": received.content_type, "size": received.size, "sha256": received.sha256,
               "webhook_url": received.webhook_url, "metadata": received.meta, "credential_id": received.credential_id,
               "status": QUEUED, "progress": 0.0, "attempts": 0, "stage_attempts": 0, "lost_runs": 0, "crashes": 0,
               "run_isolated": False, "created_at": now, "updated_at": now}  # fmt: skip
-    session.execute(_ADD_JOB, values)
-    state = job_events.JobState(job_id, received.tenant_id, QUEUED, None, 0.0, None, None, now, received.credential_id)
-    job_events.announce(session, [state])
+    return values, job_events.JobState(job_id, received.tenant_id, QUEUED, None, 0.0, None, None, now,
+                                       received.credential_id)  # fmt: skip
 
 
 #: Columns a job view never shows (the result can be large); left unloaded by ``view_only``.

@@ -322,25 +322,53 @@ def record_received_file(
         TooLarge: ``size`` over ``max_upload_size``.
         Invalid: an unknown OCR mode.
     """
+    received, upload_row, chunk_row = received_file_rows(
+        tenant_id, settings, job_id=job_id, filename=filename, size=size, sha256=sha256, content_type=content_type,
+        webhook_url=webhook_url, metadata=metadata, ocr=ocr,
+    )  # fmt: skip
+    session.execute(_ADD_UPLOAD, upload_row)
+    if chunk_row is not None:
+        session.execute(_ADD_CHUNK, chunk_row)
+    return received
+
+
+def received_file_rows(
+    tenant_id: str,
+    settings: Settings,
+    *,
+    job_id: str,
+    filename: str,
+    size: int,
+    sha256: str,
+    content_type: str | None,
+    webhook_url: str | None,
+    metadata: dict[str, Any] | None,
+    ocr: str = "auto",
+) -> tuple[ReceivedFile, dict[str, Any], dict[str, Any] | None]:
+    """What ``record_received_file`` inserts: the file, its upload's row and its one chunk's row
+    (None for an empty file), checked as it checks them.
+
+    Raises:
+        TooLarge: ``size`` over ``max_upload_size``.
+        Invalid: an unknown OCR mode.
+    """
     _check_size(settings, size)
     _check_ocr(ocr)
     now = utcnow()
     received = ReceivedFile(new_id("upl"), tenant_id, filename, content_type, size, sha256, webhook_url, metadata)
-    session.execute(
-        _ADD_UPLOAD,
-        {"id": received.id, "tenant_id": tenant_id, "filename": filename, "content_type": content_type, "size": size,
-         "sha256": sha256, "chunk_size": max(size, 1), "chunk_count": 1 if size else 0, "status": COMPLETE,
-         "webhook_url": webhook_url, "metadata": metadata, "created_at": now, "completed_at": now,
-         "expires_at": now + timedelta(seconds=settings.upload_ttl_seconds), "job_id": job_id, "ocr": ocr},
-    )  # fmt: skip
-    if size:
-        session.execute(_ADD_CHUNK, {"upload_id": received.id, "index": 0, "size": size, "sha256": sha256,
-                                     "received_at": now})  # fmt: skip
-    return received
+    upload_row = {"id": received.id, "tenant_id": tenant_id, "filename": filename, "content_type": content_type,
+                  "size": size, "sha256": sha256, "chunk_size": max(size, 1), "chunk_count": 1 if size else 0,
+                  "status": COMPLETE, "webhook_url": webhook_url, "metadata": metadata, "created_at": now,
+                  "completed_at": now, "expires_at": now + timedelta(seconds=settings.upload_ttl_seconds),
+                  "job_id": job_id, "ocr": ocr}  # fmt: skip
+    chunk_row = {"upload_id": received.id, "index": 0, "size": size, "sha256": sha256, "received_at": now}
+    return received, upload_row, chunk_row if size else None
 
 
-_ADD_UPLOAD = insert(Base.metadata.tables["uploads"])
-_ADD_CHUNK = insert(Base.metadata.tables["upload_chunks"])
+UPLOADS_TABLE = Base.metadata.tables["uploads"]
+CHUNKS_TABLE = Base.metadata.tables["upload_chunks"]
+_ADD_UPLOAD = insert(UPLOADS_TABLE)
+_ADD_CHUNK = insert(CHUNKS_TABLE)
 
 
 def unneeded_uploads(session: Session, upload_ids: list[str]) -> tuple[list[str], list[str]]:

@@ -16,9 +16,8 @@ from actors.notify import deliver_webhook
 from actors.pipeline import start_jobs
 from actors.storage import content_disposition, open_store
 from actors.url_guard import REFUSED
-from models import delivery, quota, staging
+from models import delivery, quota, received_job, staging
 from models import job as jobs
-from models import upload as uploads
 from models.db import read_scope, session_scope
 from models.errors import BrokerUnavailable, Conflict, Invalid, NotFound, TooLarge, UnsupportedMediaType
 from models.settings import current_settings as settings
@@ -128,7 +127,7 @@ def create_batch() -> tuple[BatchCreated, int]:
                 writer = writers[writers.index(part.stream)]  # type: ignore[arg-type]
                 quota.check_file_size(limits, writer.size)  # never staged as open uploads: no other quota
                 job_id = jobs.new_job_id()
-                received = uploads.record_received_file(
+                received = received_job.record_received_job(  # the upload, its chunk and its job
                     session,
                     tenant_id(),
                     cfg,
@@ -145,7 +144,6 @@ def create_batch() -> tuple[BatchCreated, int]:
                     writer.finish(staging.chunk_path(cfg.staging_dir, received.id, 0), durable=True)
                 else:
                     writer.discard()
-                jobs.insert_job(session, job_id, received)
                 created.append((job_id, received.id, received.filename))
     finally:
         for writer in writers:
