@@ -130,12 +130,13 @@ EVENTS: Table = Base.metadata.tables["webhook_events"]
 ATTEMPTS: Table = Base.metadata.tables["webhook_attempts"]
 _TENANTS: Table = _tenant.Tenant.__table__  # type: ignore[assignment]
 
-#: An event to send and its tenant's sealed signing secrets (parameter: b_id). An outer join, so
-#: that a missing tenant shows as such rather than as a missing event.
-#: The endpoint's breaker state comes along (outer join: None before the endpoint's first
-#: attempt), so that an attempt through a closed breaker reads once; the endpoint is found by
-#: its tenant (the unique index's first column) and its URL, which its ``url_hash`` stands for.
 _ENDPOINTS: Table = _endpoint.WebhookEndpoint.__table__  # type: ignore[assignment]
+
+#: An event to send and its tenant's sealed signing secrets (parameter: b_id). An outer join, so
+#: that a missing tenant shows as such rather than as a missing event. The endpoint's breaker
+#: state comes along (outer join: None before the endpoint's first attempt), so that an attempt
+#: through a closed breaker reads once; the endpoint is found by its tenant (the unique index's
+#: first column) and its URL, which its ``url_hash`` stands for.
 _OUTGOING = (
     select(EVENTS.c.status, EVENTS.c.next_attempt_at, EVENTS.c.tenant_id, EVENTS.c.url, EVENTS.c.payload,
            _TENANTS.c.webhook_secret, _TENANTS.c.previous_webhook_secret, _TENANTS.c.previous_secret_expires_at,
