@@ -51,37 +51,20 @@ def _statement(upload: tuple[str, ...], chunk: tuple[str, ...] | None, job: tupl
 
 
 def record_received_job(
-    session: Session,
-    tenant_id: str,
-    settings: Settings,
-    *,
-    job_id: str,
-    filename: str,
-    size: int,
-    sha256: str,
-    content_type: str | None,
-    webhook_url: str | None,
-    metadata: dict[str, Any] | None,
-    ocr: str = "auto",
+    session: Session, tenant_id: str, settings: Settings, arrival: uploads.FileArrival
 ) -> uploads.ReceivedFile:
     """``uploads.record_received_file`` then ``jobs.insert_job``: the same rows and notification.
 
     Raises:
-        TooLarge: ``size`` over ``max_upload_size``.
+        TooLarge: the size over ``max_upload_size``.
         Invalid: an unknown OCR mode.
     """
     if not job_events.notifies(session):
-        received = uploads.record_received_file(
-            session, tenant_id, settings, job_id=job_id, filename=filename, size=size, sha256=sha256,
-            content_type=content_type, webhook_url=webhook_url, metadata=metadata, ocr=ocr,
-        )  # fmt: skip
-        jobs.insert_job(session, job_id, received)
+        received = uploads.record_received_file(session, tenant_id, settings, arrival)
+        jobs.insert_job(session, arrival.job_id, received)
         return received
-    received, upload_row, chunk_row = uploads.received_file_rows(
-        tenant_id, settings, job_id=job_id, filename=filename, size=size, sha256=sha256, content_type=content_type,
-        webhook_url=webhook_url, metadata=metadata, ocr=ocr,
-    )  # fmt: skip
-    job_row, state = jobs.job_row(job_id, received)
+    received, upload_row, chunk_row = uploads.received_file_rows(tenant_id, settings, arrival)
+    job_row, state = jobs.job_row(arrival.job_id, received)
     params = {f"u_{k}": v for k, v in upload_row.items()}
     params |= {f"j_{k}": v for k, v in job_row.items()}
     params |= {"channel": job_events.CHANNEL, "payload": state.payload()}

@@ -298,34 +298,33 @@ class ReceivedFile:
     credential_id: str | None = None
 
 
-def record_received_file(
-    session: Session,
-    tenant_id: str,
-    settings: Settings,
-    *,
-    job_id: str,
-    filename: str,
-    size: int,
-    sha256: str,
-    content_type: str | None,
-    webhook_url: str | None,
-    metadata: dict[str, Any] | None,
-    ocr: str = "auto",
-) -> ReceivedFile:
+@dataclass(frozen=True, slots=True)
+class FileArrival:
+    """What a request says of a file it sent whole, and the job id chosen for it."""
+
+    job_id: str
+    filename: str
+    size: int
+    sha256: str
+    content_type: str | None
+    webhook_url: str | None
+    metadata: dict[str, Any] | None
+    ocr: str = "auto"
+
+
+def record_received_file(session: Session, tenant_id: str, settings: Settings, arrival: FileArrival) -> ReceivedFile:
     """Record a file received whole (``POST /v1/jobs``) as an upload already complete, whose one
-    chunk holds the file and whose job is ``job_id`` (the caller inserts it in this transaction).
+    chunk holds the file and whose job is ``arrival.job_id`` (the caller inserts it in this
+    transaction).
 
     Table inserts, not ORM objects: a batch request makes one per file, and the unit of work cost
     more than the statements.
 
     Raises:
-        TooLarge: ``size`` over ``max_upload_size``.
+        TooLarge: the size over ``max_upload_size``.
         Invalid: an unknown OCR mode.
     """
-    received, upload_row, chunk_row = received_file_rows(
-        tenant_id, settings, job_id=job_id, filename=filename, size=size, sha256=sha256, content_type=content_type,
-        webhook_url=webhook_url, metadata=metadata, ocr=ocr,
-    )  # fmt: skip
+    received, upload_row, chunk_row = received_file_rows(tenant_id, settings, arrival)
     session.execute(_ADD_UPLOAD, upload_row)
     if chunk_row is not None:
         session.execute(_ADD_CHUNK, chunk_row)
@@ -333,36 +332,28 @@ def record_received_file(
 
 
 def received_file_rows(
-    tenant_id: str,
-    settings: Settings,
-    *,
-    job_id: str,
-    filename: str,
-    size: int,
-    sha256: str,
-    content_type: str | None,
-    webhook_url: str | None,
-    metadata: dict[str, Any] | None,
-    ocr: str = "auto",
+    tenant_id: str, settings: Settings, arrival: FileArrival
 ) -> tuple[ReceivedFile, dict[str, Any], dict[str, Any] | None]:
     """What ``record_received_file`` inserts: the file, its upload's row and its one chunk's row
     (None for an empty file), checked as it checks them.
 
     Raises:
-        TooLarge: ``size`` over ``max_upload_size``.
+        TooLarge: the size over ``max_upload_size``.
         Invalid: an unknown OCR mode.
     """
-    _check_size(settings, size)
-    _check_ocr(ocr)
+    a = arrival
+    _check_size(settings, a.size)
+    _check_ocr(a.ocr)
     now = utcnow()
-    received = ReceivedFile(new_id("upl"), tenant_id, filename, content_type, size, sha256, webhook_url, metadata)
-    upload_row = {"id": received.id, "tenant_id": tenant_id, "filename": filename, "content_type": content_type,
-                  "size": size, "sha256": sha256, "chunk_size": max(size, 1), "chunk_count": 1 if size else 0,
-                  "status": COMPLETE, "webhook_url": webhook_url, "metadata": metadata, "created_at": now,
+    received = ReceivedFile(new_id("upl"), tenant_id, a.filename, a.content_type, a.size, a.sha256, a.webhook_url,
+                            a.metadata)  # fmt: skip
+    upload_row = {"id": received.id, "tenant_id": tenant_id, "filename": a.filename, "content_type": a.content_type,
+                  "size": a.size, "sha256": a.sha256, "chunk_size": max(a.size, 1), "chunk_count": 1 if a.size else 0,
+                  "status": COMPLETE, "webhook_url": a.webhook_url, "metadata": a.metadata, "created_at": now,
                   "completed_at": now, "expires_at": now + timedelta(seconds=settings.upload_ttl_seconds),
-                  "job_id": job_id, "ocr": ocr}  # fmt: skip
-    chunk_row = {"upload_id": received.id, "index": 0, "size": size, "sha256": sha256, "received_at": now}
-    return received, upload_row, chunk_row if size else None
+                  "job_id": a.job_id, "ocr": a.ocr}  # fmt: skip
+    chunk_row = {"upload_id": received.id, "index": 0, "size": a.size, "sha256": a.sha256, "received_at": now}
+    return received, upload_row, chunk_row if a.size else None
 
 
 UPLOADS_TABLE = Base.metadata.tables["uploads"]

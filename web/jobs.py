@@ -21,6 +21,7 @@ from models import job as jobs
 from models.db import read_scope, session_scope
 from models.errors import BrokerUnavailable, Conflict, Invalid, NotFound, TooLarge, UnsupportedMediaType
 from models.settings import current_settings as settings
+from models.upload import FileArrival
 from models.views import JobView, job_status, job_view
 from web import schemas
 from web.auth import download_url, require_tenant, tenant_id
@@ -127,19 +128,10 @@ def create_batch() -> tuple[BatchCreated, int]:
                 writer = writers[writers.index(part.stream)]  # type: ignore[arg-type]
                 quota.check_file_size(limits, writer.size)  # never staged as open uploads: no other quota
                 job_id = jobs.new_job_id()
-                received = received_job.record_received_job(  # the upload, its chunk and its job
-                    session,
-                    tenant_id(),
-                    cfg,
-                    job_id=job_id,
-                    filename=filename,
-                    size=writer.size,
-                    sha256=writer.sha256,
-                    content_type=content_type,
-                    webhook_url=webhook_url,
-                    metadata=form.metadata,
-                    ocr=form.ocr,
-                )
+                arrival = FileArrival(job_id, filename, writer.size, writer.sha256, content_type, webhook_url,
+                                      form.metadata, form.ocr)  # fmt: skip
+                # The upload, its chunk and its job:
+                received = received_job.record_received_job(session, tenant_id(), cfg, arrival)
                 if writer.size:
                     writer.finish(staging.chunk_path(cfg.staging_dir, received.id, 0), durable=True)
                 else:

@@ -24,14 +24,13 @@ VARYING = {"id", "upload_id", "job_id", "created_at", "updated_at", "completed_a
 def record(settings: Settings, tenant_id: str, size: int, *, one_statement: bool) -> tuple[str, str]:
     """Record a received file and its job either way; (job id, upload id)."""
     job_id = jobs.new_job_id()
-    fields: dict[str, Any] = {"job_id": job_id, "filename": "a.pdf", "size": size, "sha256": "ab" * 32,
-                              "content_type": "application/pdf", "webhook_url": "http://127.0.0.1:9/hook",
-                              "metadata": {"order": 7}, "ocr": "always"}  # fmt: skip
+    arrival = uploads.FileArrival(job_id, "a.pdf", size, "ab" * 32, "application/pdf", "http://127.0.0.1:9/hook",
+                                  {"order": 7}, "always")  # fmt: skip
     with session_scope() as session:
         if one_statement:
-            received = received_job.record_received_job(session, tenant_id, settings, **fields)
+            received = received_job.record_received_job(session, tenant_id, settings, arrival)
         else:
-            received = uploads.record_received_file(session, tenant_id, settings, **fields)
+            received = uploads.record_received_file(session, tenant_id, settings, arrival)
             jobs.insert_job(session, job_id, received)
     return job_id, received.id
 
