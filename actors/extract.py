@@ -46,9 +46,9 @@ class ExtractInput:
 
 
 def read_extract_input(session: Session, job: jobs.JobSnapshot) -> ExtractInput:
-    ocr_mode = uploads.ocr_mode(session, job.upload_id)
-    parsed = (job.kind or "other") in staging.EXTRACTED_KINDS
-    manifest = uploads.chunk_manifest(session, job.upload_id) if parsed else []
+    if (job.kind or "other") not in staging.EXTRACTED_KINDS:
+        return ExtractInput(uploads.ocr_mode(session, job.upload_id), staged_file(job.upload_id, []))
+    ocr_mode, manifest = uploads.ocr_mode_and_manifest(session, job.upload_id)
     return ExtractInput(ocr_mode, staged_file(job.upload_id, manifest))
 
 

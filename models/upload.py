@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -219,15 +219,22 @@ def record_chunk(session: Session, upload: Upload, index: int, size: int, sha256
 
 _UPLOADS, _CHUNKS = Base.metadata.tables["uploads"].c, Base.metadata.tables["upload_chunks"].c
 #: The stages' reads, as table-column selects built once (no ORM entities to compile or load).
-_CHECKED = select(_UPLOADS.chunk_count, _UPLOADS.sha256, _UPLOADS.allowed_types).where(
-    _UPLOADS.id == bindparam("upload_id")
-)
 _OCR_MODE = select(_UPLOADS.ocr).where(_UPLOADS.id == bindparam("upload_id"))
 _MANIFEST = (
     select(_CHUNKS.index, _CHUNKS.size, _CHUNKS.sha256)
     .where(_CHUNKS.upload_id == bindparam("upload_id"))
     .order_by(_CHUNKS.index)
 )
+#: The upload's columns a stage checks and its chunks, in order, in one select (parameter:
+#: upload_id). An outer join: an upload without chunks is one row whose chunk columns are NULL.
+_WITH_MANIFEST = (
+    select(_UPLOADS.chunk_count, _UPLOADS.sha256, _UPLOADS.allowed_types, _UPLOADS.ocr, _CHUNKS.index, _CHUNKS.size,
+           _CHUNKS.sha256.label("chunk_sha256"))
+    .select_from(Base.metadata.tables["uploads"].outerjoin(
+        Base.metadata.tables["upload_chunks"], _CHUNKS.upload_id == _UPLOADS.id))
+    .where(_UPLOADS.id == bindparam("upload_id"))
+    .order_by(_CHUNKS.index)
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,11 +268,25 @@ def ocr_mode(session: Session, upload_id: str) -> str:
 
 
 def staged_upload(session: Session, upload_id: str) -> StagedUpload | None:
-    """The upload's declared checksum, allowed types and chunk manifest (None: no such upload)."""
-    row = session.execute(_CHECKED, {"upload_id": upload_id}).first()
-    if row is None:
+    """The upload's declared checksum, allowed types and chunk manifest (None: no such upload):
+    one select, as assemble reads it at the start of every run."""
+    rows = session.execute(_WITH_MANIFEST, {"upload_id": upload_id}).all()
+    if not rows:
         return None
-    return StagedUpload(upload_id, row.chunk_count, row.sha256, row.allowed_types, chunk_manifest(session, upload_id))
+    first = rows[0]
+    return StagedUpload(upload_id, first.chunk_count, first.sha256, first.allowed_types, _manifest_of(rows))
+
+
+def ocr_mode_and_manifest(session: Session, upload_id: str) -> tuple[str, list[ChunkEntry]]:
+    """``ocr_mode`` and ``chunk_manifest`` in one select, as extract reads them at the start of
+    every run (("auto", []) for no such upload)."""
+    rows = session.execute(_WITH_MANIFEST, {"upload_id": upload_id}).all()
+    return (rows[0].ocr or "auto") if rows else "auto", _manifest_of(rows)
+
+
+def _manifest_of(rows: Sequence[Any]) -> list[ChunkEntry]:
+    """The chunks of ``_WITH_MANIFEST``'s rows (one row of no chunk for an upload without any)."""
+    return [ChunkEntry(row.index, row.size, row.chunk_sha256) for row in rows if row.index is not None]
 
 
 def missing_indexes(chunk_count: int, received: Iterable[int]) -> list[int]:

@@ -34,3 +34,14 @@ def postgres_job(settings: Settings, on_postgres: str) -> str:
     with session_scope() as session:
         issued = issue_key(session, "acme")
     return staged_job(settings, TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def keys(request: pytest.FixtureRequest, tenant: TenantKeys) -> TenantKeys:
+    """A tenant on the unit tests' SQLite, or on PostgreSQL (whose statements may differ)."""
+    if request.param == "sqlite":
+        return tenant
+    request.getfixturevalue("on_postgres")
+    with session_scope() as session:
+        issued = issue_key(session, "acme")
+    return TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy import update as sa_update
 
@@ -134,17 +133,6 @@ def test_admit_makes_the_endpoint_and_lets_one_probe_through(settings: Settings,
         assert endpoint.admit(session, tenant.tenant_id, URL, later) == later + endpoint.PROBE_LEASE  # probing
         (row,) = endpoint.list_endpoints(session, tenant.tenant_id)
         assert (row.state, row.retry_at) == (endpoint.HALF_OPEN, later + endpoint.PROBE_LEASE)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def keys(request: pytest.FixtureRequest, tenant: TenantKeys) -> TenantKeys:
-    """A tenant on the unit tests' SQLite, or on PostgreSQL (where a success is one statement)."""
-    if request.param == "sqlite":
-        return tenant
-    request.getfixturevalue("on_postgres")
-    with session_scope() as session:
-        issued = tenants.issue_key(session, "acme")
-    return TenantKeys(issued.tenant, issued.tenant_id, issued.api_key, issued.webhook_secret)
 
 
 def test_a_success_is_counted_recorded_and_closes_the_breaker(settings: Settings, keys: TenantKeys) -> None:
