@@ -40,9 +40,14 @@ def derive_key(secret_key: str, purpose: bytes = PURPOSE) -> bytes:
 
 def secret_key(settings: Settings) -> str:
     """The configured secret key, or the one generated into ``secret_key_file`` (made on first use)."""
-    if settings.secret_key:
-        return settings.secret_key
-    path = Path(settings.secret_key_file)
+    return settings.secret_key or _generated_key(os.path.abspath(settings.secret_key_file))
+
+
+@cache
+def _generated_key(key_file: str) -> str:
+    """The key in ``key_file``, made first if it is missing; looked up once per process (the
+    file is made once and never rewritten), as every webhook signature asks for it."""
+    path = Path(key_file)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
@@ -53,14 +58,7 @@ def secret_key(settings: Settings) -> str:
         with contextlib.suppress(FileExistsError):
             os.link(temp, path)
         temp.unlink()
-    return _key_file(str(path))
-
-
-@cache
-def _key_file(path: str) -> str:
-    """A key file's key, read once per process: it is made once and never rewritten (``link``
-    above), and a webhook attempt asked for it on every signature."""
-    return Path(path).read_text().strip()
+    return path.read_text().strip()
 
 
 @cache

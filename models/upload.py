@@ -217,7 +217,8 @@ def record_chunk(session: Session, upload: Upload, index: int, size: int, sha256
     session.execute(stmt)
 
 
-_UPLOADS, _CHUNKS = Base.metadata.tables["uploads"].c, Base.metadata.tables["upload_chunks"].c
+UPLOADS_TABLE, CHUNKS_TABLE = Base.metadata.tables["uploads"], Base.metadata.tables["upload_chunks"]
+_UPLOADS, _CHUNKS = UPLOADS_TABLE.c, CHUNKS_TABLE.c
 #: The stages' reads, as table-column selects built once (no ORM entities to compile or load).
 _OCR_MODE = select(_UPLOADS.ocr).where(_UPLOADS.id == bindparam("upload_id"))
 _MANIFEST = (
@@ -230,8 +231,7 @@ _MANIFEST = (
 _WITH_MANIFEST = (
     select(_UPLOADS.chunk_count, _UPLOADS.sha256, _UPLOADS.allowed_types, _UPLOADS.ocr, _CHUNKS.index, _CHUNKS.size,
            _CHUNKS.sha256.label("chunk_sha256"))
-    .select_from(Base.metadata.tables["uploads"].outerjoin(
-        Base.metadata.tables["upload_chunks"], _CHUNKS.upload_id == _UPLOADS.id))
+    .select_from(UPLOADS_TABLE.outerjoin(CHUNKS_TABLE, _CHUNKS.upload_id == _UPLOADS.id))
     .where(_UPLOADS.id == bindparam("upload_id"))
     .order_by(_CHUNKS.index)
 )  # fmt: skip
@@ -377,8 +377,6 @@ def received_file_rows(
     return received, upload_row, chunk_row if a.size else None
 
 
-UPLOADS_TABLE = Base.metadata.tables["uploads"]
-CHUNKS_TABLE = Base.metadata.tables["upload_chunks"]
 _ADD_UPLOAD = insert(UPLOADS_TABLE)
 _ADD_CHUNK = insert(CHUNKS_TABLE)
 
