@@ -46,8 +46,7 @@ def publish_job(job_id: str) -> None:
         job_pipeline(job_id).run()
     except (BrokerError, OSError, RuntimeError) as e:
         raise BrokerUnavailable(f"the message broker is unavailable: {e}") from None
-    with session_scope() as session:  # a commit that does not wait for the disk (mark_enqueued)
-        jobs.mark_enqueued(session, job_id)
+    jobs.mark_enqueued(job_id)
 
 
 def start_jobs(job_ids: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""The hottest read on the driver's own connection: one prebuilt select, no Core machinery around it.
+"""The hottest single statements on the driver's own connection: prebuilt, no Core machinery around them.
 
 ``GET /v1/jobs/{id}`` is what clients poll. Run through a Core ``Connection``, its one select cost
 about three times the CPU of the driver's own work (a Connection and its autocommit checkout, an
@@ -9,9 +9,16 @@ watchdog's deadline on the round trip (``models.dbwatch``), a lost connection dr
 pool's older ones marked stale, as after any disconnect), and driver errors raised as SQLAlchemy's
 (the API answers those with 503).
 
+The same holds for a write that is a transaction of one statement (``writes=True``): run in
+autocommit mode, the statement is its own transaction, with no BEGIN and no COMMIT round trip.
+The broker's confirmation of a job's first message, recorded on every job a client starts
+(``models.job.mark_enqueued``), is one: through a session it cost as much web CPU as the
+publish itself.
+
 Only for statements whose values need no SQLAlchemy processing on PostgreSQL (psycopg parses JSON
-and returns aware datetimes itself): the job view's columns. Anywhere else (SQLite, the embedded
-default) the same statement runs through Core, with its result processors.
+and returns aware datetimes itself, and takes aware datetimes as they are): the job view's
+columns, a timestamp. Anywhere else (SQLite, the embedded default) the same statement runs
+through Core, with its result processors, in a transaction of its own when it writes.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any
 from psycopg import Connection as DriverConnection
 from psycopg import Cursor
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Select
+from sqlalchemy import Select, Update
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.exc import DBAPIError
 
@@ -31,20 +38,24 @@ from models.dbwatch import watchdog_of
 
 
 class FastRead:
-    """A select of at most one row, run on the driver's connection where that is PostgreSQL.
+    """A statement of at most one row, run on the driver's connection where that is PostgreSQL.
 
     Parameters:
-        statement: a Core select whose parameters are named ``bindparam``s.
+        statement: a Core select, or an update with RETURNING, whose parameters are named
+            ``bindparam``s.
+        writes: the statement changes rows: it commits by itself (autocommit on PostgreSQL, a
+            transaction of its own elsewhere).
     """
 
-    def __init__(self, statement: Select[Any]):
+    def __init__(self, statement: Select[Any] | Update, *, writes: bool = False):
         self.statement = statement
+        self.writes = writes
         compiled = statement.compile(dialect=pg_psycopg.dialect())
         self.sql = str(compiled)
         #: The values the statement carries itself (its LIMITs), beside the caller's.
         self.constants = {name: value for name, value in compiled.params.items() if value is not None}
         #: The row's type, made once: psycopg's ``namedtuple_row`` reads the names off each result.
-        self.row_type = namedtuple("Row", list(statement.selected_columns.keys()))  # type: ignore[misc]
+        self.row_type = namedtuple("Row", [str(name) for name in statement.exported_columns.keys()])  # type: ignore[misc]
 
     def one_or_none(self, **params: Any) -> Any:
         """The row (one attribute per selected column's name or label), or None.
@@ -54,6 +65,9 @@ class FastRead:
         """
         db = database()
         if db.engine.dialect.driver != "psycopg":
+            if self.writes:
+                with db.engine.begin() as connection:
+                    return connection.execute(self.statement, params).one_or_none()
             with read_connection() as connection:
                 return connection.execute(self.statement, params).one_or_none()
         return _fetch_one(db, self.sql, {**self.constants, **params}, self.row_type)
@@ -81,7 +95,7 @@ def _fetch_one(db: Database, sql: str, params: dict[str, Any], row_type: Any) ->
     connection: DriverConnection[Any] = pooled.driver_connection  # type: ignore[assignment]
     watchdog = watchdog_of(db.engine)
     try:
-        connection.autocommit = True  # no BEGIN, no ROLLBACK: a single select needs no transaction
+        connection.autocommit = True  # no BEGIN, no COMMIT or ROLLBACK: one statement is its own transaction
         if watchdog is not None:
             watchdog.arm(connection)
         cursor = _cursor(pooled, connection)

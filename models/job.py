@@ -42,6 +42,7 @@ from sqlalchemy.sql.expression import BindParameter, ColumnElement, Select, Upda
 from models import job_events
 from models.db import Base, utcnow, without_flush
 from models.errors import BadRequest, Conflict, NotFound
+from models.fastread import FastRead
 from models.ids import new_id
 from models.upload import COMPLETE, ReceivedFile, Upload
 
@@ -621,24 +622,30 @@ def touch(session: Session, job_id: str) -> None:
     session.execute(_TOUCH, {"job_id": job_id, "now": utcnow()})
 
 
-def mark_enqueued(session: Session, job_id: str) -> None:
-    """Record that the broker confirmed the job's pipeline (the sweeper re-sends it until then).
+def mark_enqueued(job_id: str) -> bool:
+    """Record that the broker confirmed the job's pipeline (the sweeper re-sends it until then),
+    in a transaction of its own; False when it was recorded before (or the job is gone).
 
-    Its commit does not wait for the disk (``models.db.without_flush``, in the statement: the
-    mark is its transaction's only write): lost with the database server, the sweeper re-sends
-    the job, which is harmless.
+    One statement, committed by itself on the driver's connection (``models.fastread``): it
+    follows the publish of every job a client starts. Its commit does not wait for the disk
+    (``models.db.without_flush``, in the statement: the mark is its transaction's only write):
+    lost with the database server, the sweeper re-sends the job, which is harmless.
     """
-    session.execute(_ENQUEUED, {"job_id": job_id, "now": utcnow()})
+    return _ENQUEUED.one_or_none(job_id=job_id, now=utcnow()) is not None
 
 
 # Table statements, built once: an ``update(Job)`` through the session is an ORM bulk update,
 # which works out what to synchronise in the session on every call.
 _TOUCH = update(JOBS).where(JOBS.c.id == bindparam("job_id")).values(updated_at=_param("now", "updated_at"))
-_ENQUEUED = (
+#: ``mark_enqueued``'s statement. ``updated_at`` is set in it: a statement run on the driver's
+#: connection gets no ``onupdate`` from SQLAlchemy.
+_ENQUEUED = FastRead(
     update(JOBS)
     .where(JOBS.c.id == bindparam("job_id"), JOBS.c.enqueued_at.is_(None),
            select(without_flush()).scalar_subquery() == literal("off"))  # evaluated once  # fmt: skip
-    .values(enqueued_at=_param("now", "enqueued_at"))
+    .values(enqueued_at=_param("now", "enqueued_at"), updated_at=_param("now", "updated_at"))
+    .returning(JOBS.c.id),
+    writes=True,
 )
 
 

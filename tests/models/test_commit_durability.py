@@ -9,6 +9,8 @@ from sqlalchemy import select, text
 from models import job as jobs
 from models.db import commit_with_flush, session_scope, without_flush
 from models.settings import Settings
+from tests.actors.test_stages import staged_job
+from tests.conftest import TenantKeys
 
 
 def synchronous_commit(session) -> str:  # type: ignore[no-untyped-def]
@@ -54,11 +56,26 @@ def test_a_stage_runs_start_commits_without_waiting_for_the_disk(postgres_job: s
         assert synchronous_commit(session) == "on"  # the run's end waits for the disk
 
 
-def test_the_enqueued_mark_commits_without_waiting_for_the_disk(postgres_job: str) -> None:
+def test_the_enqueued_mark_commits_by_itself_without_waiting_for_the_disk(postgres_job: str) -> None:
+    """One statement in autocommit mode: ``without_flush`` in it sets its own transaction's commit."""
     job_id = postgres_job
-    with session_scope() as session:
-        jobs.mark_enqueued(session, job_id)
-        assert synchronous_commit(session) == "off"
-    with session_scope() as session:
+    assert "set_config('synchronous_commit', 'off', true)" in jobs._ENQUEUED.sql
+    assert jobs.mark_enqueued(job_id) is True
+    with session_scope() as session:  # committed: another session sees it
         job = jobs.load_job(session, job_id)
         assert job is not None and job.enqueued_at is not None
+        first = job.enqueued_at
+    assert jobs.mark_enqueued(job_id) is False  # a second confirmation (a re-send) keeps the first time
+    with session_scope() as session:
+        assert jobs.load_job(session, job_id).enqueued_at == first  # type: ignore[union-attr]
+        assert synchronous_commit(session) == "on"  # the pooled connection's next transaction is durable again
+
+
+def test_the_enqueued_mark_is_committed_once_on_either_database(settings: Settings, keys: TenantKeys) -> None:
+    """On SQLite the same statement runs through Core, in a transaction of its own."""
+    job_id = staged_job(settings, keys)
+    assert jobs.mark_enqueued(job_id) is True
+    assert jobs.mark_enqueued(job_id) is False
+    assert jobs.mark_enqueued("job_" + "0" * 24) is False
+    with session_scope() as session:
+        assert session.execute(select(jobs.Job.enqueued_at).where(jobs.Job.id == job_id)).scalar() is not None
