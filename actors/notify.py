@@ -29,7 +29,6 @@ from functools import cache
 
 import dramatiq
 import urllib3
-from sqlalchemy.orm import Session
 
 from actors.broker import broker
 from actors.metrics import job_ended, webhook_attempt
@@ -138,12 +137,12 @@ def attempt_delivery(message_id: str) -> Outcome | None:
     webhook_attempt(ok=outcome.ok, gone=outcome.gone, status_code=outcome.status_code,
                     seconds=outcome.duration_ms / 1000)  # fmt: skip
     next_delay: float | None = None
-    with session_scope() as session:
+    if outcome.ok:
+        attempts, status = _record_delivered(prepared, outcome), delivery.DELIVERED
+    else:
         # Core statements, each built once (models.delivery): the event's row is locked by the
         # first UPDATE as SELECT … FOR UPDATE would, then the attempt and the breaker follow.
-        if outcome.ok:
-            attempts, status = _record_delivered(session, prepared, outcome), delivery.DELIVERED
-        else:
+        with session_scope() as session:
             attempts, status = delivery.count_failed(session, message_id)
             if outcome.gone:
                 status = delivery.GONE
@@ -166,14 +165,20 @@ def attempt_delivery(message_id: str) -> Outcome | None:
     return outcome
 
 
-def _record_delivered(session: Session, prepared: Prepared, outcome: Outcome) -> int:
-    """A success's three writes (one statement on PostgreSQL); returns the event's attempts."""
+def _record_delivered(prepared: Prepared, outcome: Outcome) -> int:
+    """A success's three writes (one statement on PostgreSQL); returns the event's attempts.
+
+    The endpoint's first success makes its row in a transaction of its own, after: a worker
+    that dies between the two leaves the endpoint with no row, as before any attempt (its
+    breaker is closed either way).
+    """
     attempts, closed = delivery.record_delivered(
-        session, prepared.message_id, prepared.tenant_id, prepared.url, outcome.status_code, outcome.duration_ms,
+        prepared.message_id, prepared.tenant_id, prepared.url, outcome.status_code, outcome.duration_ms,
         outcome.response_excerpt,
     )  # fmt: skip
     if not closed:  # the endpoint has no row yet: made as a success of its first delivery
-        record_outcome(session, prepared.tenant_id, prepared.url, outcome)
+        with session_scope() as session:
+            record_outcome(session, prepared.tenant_id, prepared.url, outcome)
     return attempts
 
 

@@ -52,8 +52,13 @@ class FastRead:
         self.writes = writes
         compiled = statement.compile(dialect=pg_psycopg.dialect())
         self.sql = str(compiled)
-        #: The values the statement carries itself (its LIMITs), beside the caller's.
-        self.constants = {name: value for name, value in compiled.params.items() if value is not None}
+        #: The values the statement carries itself (its LIMITs, the NULLs and constants it writes),
+        #: beside the caller's (the ``bindparam``s without a value, which the caller must give).
+        self.constants = {
+            name: bind.effective_value
+            for name, bind in compiled.binds.items()
+            if name in compiled.params and not bind.required
+        }
         #: The row's type, made once: psycopg's ``namedtuple_row`` reads the names off each result.
         self.row_type = namedtuple("Row", [str(name) for name in statement.exported_columns.keys()])  # type: ignore[misc]
 

@@ -137,14 +137,14 @@ def test_admit_makes_the_endpoint_and_lets_one_probe_through(settings: Settings,
 
 def test_a_success_is_counted_recorded_and_closes_the_breaker(settings: Settings, keys: TenantKeys) -> None:
     event_id = new_event(settings, keys)
+    assert delivery.record_delivered(event_id, keys.tenant_id, URL, 200, 12, "ok") == (1, False)  # no endpoint row
+    assert event_of(event_id).status == delivery.DELIVERED  # committed by itself
     with session_scope() as session:
-        assert delivery.record_delivered(session, event_id, keys.tenant_id, URL, 200, 12, "ok") == (1, False)
         assert endpoint.admit(session, keys.tenant_id, URL) is None  # the endpoint's row, closed
         (row,) = endpoint.list_endpoints(session, keys.tenant_id)
         row.state, row.consecutive_failures, row.retry_at = endpoint.OPEN, 3, utcnow()
     before = utcnow()
-    with session_scope() as session:
-        assert delivery.record_delivered(session, event_id, keys.tenant_id, URL, 204, 7, None) == (2, True)
+    assert delivery.record_delivered(event_id, keys.tenant_id, URL, 204, 7, None) == (2, True)
     event = event_of(event_id)
     assert (event.status, event.attempts, event.next_attempt_at) == (delivery.DELIVERED, 2, None)
     assert event.delivered_at is not None and event.delivered_at >= before
