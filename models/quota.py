@@ -70,8 +70,9 @@ def usage_of(session: Session, tenant_id: str) -> Usage:
 
 
 _JOBS = Base.metadata.tables["jobs"].c
-#: The tenant's jobs in flight: the only count starting jobs needs (built once).
-_IN_FLIGHT = select(func.count()).where(
+#: The tenant's jobs in flight: the only count starting jobs needs (built once). Also the first
+#: CTE of ``models.received_job``'s statement, which makes its own inserts depend on it.
+IN_FLIGHT = select(func.count().label("in_flight")).where(
     _JOBS.tenant_id == bindparam("tenant_id"), _JOBS.status.in_((jobs.QUEUED, jobs.PROCESSING))
 )
 
@@ -126,6 +127,25 @@ def reserve_upload(session: Session, tenant_id: str, settings: Settings, size: i
                         f"open uploads already reserve {used.staged_bytes} bytes of staging")  # fmt: skip
 
 
+def lock_limits(session: Session, tenant_id: str, settings: Settings) -> Limits:
+    """The tenant's limits, its row locked for the rest of the transaction: a check made after
+    this, in a later statement, sees every job a concurrent request of the tenant committed."""
+    return limits_of(_locked_tenant(session, tenant_id), settings)
+
+
+def check_in_flight(limits: Limits, in_flight: int, count: int) -> None:
+    """Raises QuotaExceeded (``jobs_in_flight_quota_exceeded``, 429) when ``count`` more jobs
+    would take the tenant's ``in_flight`` over its limit."""
+    if in_flight + count > limits.jobs_in_flight:
+        raise _exceeded("jobs_in_flight", limits.jobs_in_flight, in_flight,
+                        f"{in_flight} jobs are queued or processing; wait for some to finish")  # fmt: skip
+
+
+def in_flight(session: Session, tenant_id: str) -> int:
+    """The tenant's jobs queued or processing."""
+    return int(session.execute(IN_FLIGHT, {"tenant_id": tenant_id}).scalar_one())
+
+
 def reserve_jobs(session: Session, tenant_id: str, settings: Settings, count: int = 1) -> Limits:
     """Check that the tenant may start ``count`` more jobs; the tenant's limits, for the rest of
     the transaction's checks (its row is locked: they cannot change meanwhile).
@@ -133,9 +153,6 @@ def reserve_jobs(session: Session, tenant_id: str, settings: Settings, count: in
     Raises:
         QuotaExceeded: ``jobs_in_flight_quota_exceeded`` (429).
     """
-    limits = limits_of(_locked_tenant(session, tenant_id), settings)
-    in_flight = session.execute(_IN_FLIGHT, {"tenant_id": tenant_id}).scalar_one()
-    if in_flight + count > limits.jobs_in_flight:
-        raise _exceeded("jobs_in_flight", limits.jobs_in_flight, in_flight,
-                        f"{in_flight} jobs are queued or processing; wait for some to finish")  # fmt: skip
+    limits = lock_limits(session, tenant_id, settings)
+    check_in_flight(limits, in_flight(session, tenant_id), count)
     return limits

@@ -7,24 +7,42 @@ SQLAlchemy's per-statement work once instead of four times, on the request every
 the one-shot API makes. Foreign keys are checked at the statement's end, when every row is
 there. Elsewhere (SQLite, which has neither writing CTEs nor NOTIFY) the statements run one by
 one, as before.
+
+The request's first file also carries the tenant's jobs-in-flight check (:class:`Reservation`):
+the count is the statement's first CTE, and the inserts happen only if it leaves room, so the
+check costs no round trip of its own. It is correct because the tenant's row was locked by an
+earlier statement of the transaction (``quota.lock_limits``): a statement's snapshot is taken
+when it starts, after that lock, so it sees every job a concurrent request of the tenant
+committed. (In the lock's own statement it would not: its snapshot predates the wait.)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, func, insert, literal, select
+from sqlalchemy import Select, Table, bindparam, case, func, insert, literal, select, true
 from sqlalchemy.orm import Session
 
 from models import job as jobs
-from models import job_events
+from models import job_events, quota
 from models import upload as uploads
 from models.settings import Settings
 
 
-def _inserted(table: Table, columns: tuple[str, ...], prefix: str, name: str) -> Any:
-    """An insert of ``columns`` of ``table`` from parameters ``<prefix><column>``, as a CTE.
+@dataclass(frozen=True)
+class Reservation:
+    """The jobs-in-flight check of a request that starts ``count`` jobs, made with its first
+    file's rows (``limits``: the tenant's, read with its row locked)."""
+
+    limits: quota.Limits
+    count: int
+
+
+def _inserted(table: Table, columns: tuple[str, ...], prefix: str, name: str, source: Any = None) -> Any:
+    """An insert of ``columns`` of ``table`` from parameters ``<prefix><column>``, as a CTE;
+    with ``source`` (a CTE), one row per row of it (none when it has none).
 
     SQLAlchemy fills a column's Python-side default in a statement's own insert, not in one
     nested in a CTE: the other columns' constant defaults are written into the statement here.
@@ -36,7 +54,10 @@ def _inserted(table: Table, columns: tuple[str, ...], prefix: str, name: str) ->
         if not column.default.is_scalar:  # a value per row (a timestamp): the caller's row must carry it
             raise ValueError(f"{table.name}.{column.name} needs a value in the row")
         values[column.name] = literal(column.default.arg, type_=column.type)  # type: ignore[attr-defined]
-    return insert(table).values(values).returning(*table.primary_key.columns).cte(name)
+    if source is None:
+        return insert(table).values(values).returning(*table.primary_key.columns).cte(name)
+    rows = select(*(value.label(key) for key, value in values.items())).select_from(source)
+    return insert(table).from_select(list(values), rows).returning(*table.primary_key.columns).cte(name)
 
 
 @cache
@@ -50,16 +71,45 @@ def _statement(upload: tuple[str, ...], chunk: tuple[str, ...] | None, job: tupl
     return select(func.pg_notify(bindparam("channel"), bindparam("payload"))).add_cte(*ctes)
 
 
+@cache
+def _reserving_statement(upload: tuple[str, ...], chunk: tuple[str, ...] | None, job: tuple[str, ...]) -> Select[Any]:
+    """``_statement``'s rows only if the tenant's jobs in flight (parameter ``tenant_id``) and
+    ``r_count`` more stay within ``r_limit``; returns the count, and the job's id (None: refused)."""
+    in_flight = quota.IN_FLIGHT.cte("in_flight")
+    room = select(in_flight.c.in_flight).where(in_flight.c.in_flight + bindparam("r_count") <= bindparam("r_limit"))
+    admitted = room.cte("admitted")
+    upload_cte = _inserted(uploads.UPLOADS_TABLE, upload, "u_", "upload", admitted)
+    ctes = [upload_cte]
+    if chunk is not None:
+        ctes.append(_inserted(uploads.CHUNKS_TABLE, chunk, "c_", "chunk", upload_cte))
+    job_cte = _inserted(jobs.JOBS, job, "j_", "job", upload_cte)
+    ctes.append(job_cte)
+    notified = case((job_cte.c.id.is_not(None), func.pg_notify(bindparam("channel"), bindparam("payload"))))
+    return (
+        select(in_flight.c.in_flight, job_cte.c.id, notified.label("notified"))
+        .select_from(in_flight.outerjoin(job_cte, true()))
+        .add_cte(*ctes)
+    )
+
+
 def record_received_job(
-    session: Session, tenant_id: str, settings: Settings, arrival: uploads.FileArrival
+    session: Session,
+    tenant_id: str,
+    settings: Settings,
+    arrival: uploads.FileArrival,
+    reservation: Reservation | None = None,
 ) -> uploads.ReceivedFile:
-    """``uploads.record_received_file`` then ``jobs.insert_job``: the same rows and notification.
+    """``uploads.record_received_file`` then ``jobs.insert_job``: the same rows and notification;
+    with ``reservation``, only if the tenant may start that many more jobs.
 
     Raises:
         TooLarge: the size over ``max_upload_size``.
         Invalid: an unknown OCR mode.
+        QuotaExceeded: ``jobs_in_flight_quota_exceeded`` (429), nothing recorded.
     """
     if not job_events.notifies(session):
+        if reservation is not None:
+            quota.check_in_flight(reservation.limits, quota.in_flight(session, tenant_id), reservation.count)
         received = uploads.record_received_file(session, tenant_id, settings, arrival)
         jobs.insert_job(session, arrival.job_id, received)
         return received
@@ -71,5 +121,12 @@ def record_received_job(
     if chunk_row is not None:
         params |= {f"c_{k}": v for k, v in chunk_row.items()}
     chunk = None if chunk_row is None else tuple(chunk_row)
-    session.execute(_statement(tuple(upload_row), chunk, tuple(job_row)), params)
+    if reservation is None:
+        session.execute(_statement(tuple(upload_row), chunk, tuple(job_row)), params)
+        return received
+    params |= {"tenant_id": tenant_id, "r_count": reservation.count, "r_limit": reservation.limits.jobs_in_flight}
+    in_flight, job_id, _ = session.execute(_reserving_statement(tuple(upload_row), chunk, tuple(job_row)), params).one()
+    if job_id is None:
+        quota.check_in_flight(reservation.limits, int(in_flight), reservation.count)  # raises: the same test
+        raise AssertionError(f"{tenant_id}: jobs refused by the statement, admitted by check_in_flight")
     return received
