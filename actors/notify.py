@@ -37,7 +37,7 @@ from actors.webhook_guards import admit, breaker_closed, destination_slot, recor
 from actors.webhooks import Outcome, deliver, event_id, headers
 from models import delivery, job_ending
 from models import job as jobs
-from models.db import read_connection, session_scope, utcnow
+from models.db import session_scope, utcnow
 from models.errors import ChuteError
 from models.settings import current_settings
 from models.views import iso, job_view
@@ -184,18 +184,17 @@ def _record_delivered(prepared: Prepared, outcome: Outcome) -> int:
 
 def _prepare(message_id: str) -> Prepared | None:
     """The event to send now and whether its endpoint's breaker admits it, or None when it is
-    not pending or not due yet (then re-scheduled): one Core select, without a transaction, when
+    not pending or not due yet (then re-scheduled): one select on the driver's connection, without a transaction, when
     the endpoint's breaker is closed (the event with its tenant's secrets and its endpoint's
     breaker). The attempt's outcome is recorded against the event's row as it is then, so
     nothing read here needs a lock."""
-    with read_connection() as connection:
-        event = delivery.outgoing(connection, message_id)
-        if event is None or event.status != delivery.PENDING:
-            return None
-        if event.next_attempt_at and utcnow() < event.next_attempt_at:
-            _schedule(message_id, (event.next_attempt_at - utcnow()).total_seconds())
-            return None
-        assert event.sealed_secret is not None  # its tenant exists (a tenant's events are deleted with it)
+    event = delivery.outgoing(message_id)
+    if event is None or event.status != delivery.PENDING:
+        return None
+    if event.next_attempt_at and utcnow() < event.next_attempt_at:
+        _schedule(message_id, (event.next_attempt_at - utcnow()).total_seconds())
+        return None
+    assert event.sealed_secret is not None  # its tenant exists (a tenant's events are deleted with it)
     later = None if event.breaker_closed else admit(event.tenant_id, event.url)
     return Prepared(message_id, event.tenant_id, event.url, event.payload.encode(), event.signing_secrets(), later,
                     event.next_attempt_at)  # fmt: skip

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
     ForeignKey,
     Integer,
     String,
@@ -148,7 +147,10 @@ _OUTGOING = (
         )
     )
     .where(EVENTS.c.id == bindparam("b_id"))
+    .limit(1)
 )  # fmt: skip
+#: ``_OUTGOING`` on the driver's own connection (``models.fastread``): read before every attempt.
+_OUTGOING_READ = FastRead(_OUTGOING)
 #: A successful attempt counted and the event delivered, in one statement that locks the row as
 #: ``SELECT … FOR UPDATE`` would (parameters: b_id, b_now).
 _DELIVERED = (
@@ -209,9 +211,10 @@ class Outgoing:
         return _tenant.signing_secrets(self.sealed_secret, self.sealed_previous_secret, self.previous_secret_expires_at)
 
 
-def outgoing(connection: Session | Connection, event_id: str) -> Outgoing | None:
-    """The event ``event_id`` with its tenant's secrets, or None when there is no such event."""
-    row = connection.execute(_OUTGOING, {"b_id": event_id}).first()
+def outgoing(event_id: str) -> Outgoing | None:
+    """The event ``event_id`` with its tenant's secrets, or None when there is no such event
+    (one select, outside any transaction)."""
+    row = _OUTGOING_READ.one_or_none(b_id=event_id)
     return None if row is None else Outgoing(*row)
 
 

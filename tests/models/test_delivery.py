@@ -41,13 +41,13 @@ def test_outgoing_reads_the_event_and_signs_as_the_tenant_would(settings: Settin
     event_id = new_event(settings, tenant)
     with session_scope() as session:
         tenants.rotate_secret(session, tenant.name, timedelta(hours=1))
+    out = delivery.outgoing(event_id)
+    assert delivery.outgoing("msg_none") is None
     with session_scope() as session:
-        out = delivery.outgoing(session, event_id)
         owner = session.get(tenants.Tenant, tenant.tenant_id)
         assert out is not None and owner is not None
         assert (out.status, out.url, out.payload, out.tenant_id) == (delivery.PENDING, URL, '{"a":1}', tenant.tenant_id)
         assert out.signing_secrets() == owner.signing_secrets() and len(out.signing_secrets()) == 2
-        assert delivery.outgoing(session, "msg_none") is None
         expired = utcnow() + timedelta(hours=2)
         sealed = (out.sealed_secret or "", out.sealed_previous_secret, out.previous_secret_expires_at)
         assert tenants.signing_secrets(*sealed, expired) == owner.signing_secrets(expired)
@@ -165,7 +165,7 @@ def test_outgoing_reads_the_endpoints_breaker_with_the_event(settings: Settings,
 
     def read() -> delivery.Outgoing:
         with read_connection() as connection:
-            out = delivery.outgoing(connection, event_id)
+            out = delivery.outgoing(event_id)
             assert out is not None and out.breaker_closed == endpoint.breaker_closed(connection, keys.tenant_id, URL)
             return out
 
