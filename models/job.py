@@ -252,8 +252,6 @@ class JobSnapshot:
 
 #: The columns of a ``JobSnapshot``, in its order.
 SNAPSHOT_COLUMNS = tuple(JOBS.c[field.name] for field in fields(JobSnapshot))
-#: With a snapshot's, the columns that make a ``job_events.JobState``.
-_MORE_STATE = (JOBS.c.progress, JOBS.c.error_code, JOBS.c.error_message, JOBS.c.updated_at, JOBS.c.credential_id)
 
 
 def snapshot(session: Session, job_id: str, *, for_update: bool = False) -> JobSnapshot | None:
@@ -315,20 +313,14 @@ def begin_stage(session: Session, job_id: str, stage: str, owner: str) -> StageR
     now = utcnow()
     run_id = uuid.uuid4().hex
     params = {"job_id": job_id, "run_id": run_id, "owner": owner, "now": now}
-    row = session.execute(_begin_statement(stage), params).first()
+    row = session.execute(_begin_statement(stage, job_events.notifies(session)), params).first()
     if row is None:
         job = snapshot(session, job_id)
         if job is None or job.terminal or not stage_done(job, stage):
             return StageRun(StageVerdict.SKIP)
         return StageRun(StageVerdict.DONE, job=job)
     width = len(SNAPSHOT_COLUMNS)
-    job = JobSnapshot(*row[:width])
-    progress, error_code, error_message, updated_at, credential_id, isolate = row[width : width + 6]
-    if tuple(row[width + 6 :]) != (job.status, job.stage, progress):
-        state = job_events.JobState(job.id, job.tenant_id, job.status, job.stage, progress, error_code, error_message,
-                                    updated_at, credential_id)  # fmt: skip
-        job_events.announce(session, [state])
-    return StageRun(StageVerdict.RUN, run_id, bool(isolate), job)
+    return StageRun(StageVerdict.RUN, run_id, bool(row[width]), JobSnapshot(*row[:width]))
 
 
 def _not_ended() -> ColumnElement[bool]:
@@ -341,8 +333,13 @@ def _param(name: str, column: str) -> BindParameter[Any]:
 
 
 @functools.cache
-def _begin_statement(stage: str) -> Update:
-    """``begin_stage``'s statement for ``stage``, built once (parameters: job_id, run_id, owner, now)."""
+def _begin_statement(stage: str, notifies: bool) -> Update:
+    """``begin_stage``'s statement for ``stage``, built once (parameters: job_id, run_id, owner, now).
+
+    With ``notifies`` (PostgreSQL) it also announces the job's new state when a client could
+    tell it apart from the one before (``job_events.notify_column``, evaluated only then): the
+    announcement is in the same round trip, and still only delivered if the start commits.
+    """
     c = JOBS.c
     marker = STAGE_MARKERS.get(stage)
     low = literal(STAGE_SPAN[stage][0])
@@ -356,6 +353,8 @@ def _begin_statement(stage: str) -> Update:
     ).with_for_update()
     before_cte = before.cte("before")
     now = _param("now", "updated_at")
+    changed = or_(*(before_cte.c[name].is_distinct_from(c[name]) for name in ("status", "stage", "progress")))
+    announced = case((changed, job_events.notify_column([c[name] for name in job_events.STATE_COLUMN_NAMES])))
     return (
         update(JOBS)
         .where(c.id == before_cte.c.id, _not_ended(), *([c[marker].is_(None)] if marker else []))
@@ -374,8 +373,7 @@ def _begin_statement(stage: str) -> Update:
             progress=case((c.progress < low, low), else_=c.progress),
             updated_at=now,
         )
-        .returning(*SNAPSHOT_COLUMNS, *_MORE_STATE, c.run_isolated, before_cte.c.status, before_cte.c.stage,
-                   before_cte.c.progress)  # fmt: skip
+        .returning(*SNAPSHOT_COLUMNS, c.run_isolated, *([announced] if notifies else []))
     )
 
 
