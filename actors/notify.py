@@ -184,10 +184,10 @@ def _record_delivered(prepared: Prepared, outcome: Outcome) -> int:
 
 def _prepare(message_id: str) -> Prepared | None:
     """The event to send now and whether its endpoint's breaker admits it, or None when it is
-    not pending or not due yet (then re-scheduled): one select on the driver's connection, without a transaction, when
-    the endpoint's breaker is closed (the event with its tenant's secrets and its endpoint's
-    breaker). The attempt's outcome is recorded against the event's row as it is then, so
-    nothing read here needs a lock."""
+    not pending or not due yet (then re-scheduled): one select on the driver's connection
+    (``models.fastread``), without a transaction, when the endpoint's breaker is closed (the
+    event with its tenant's secrets and its endpoint's breaker). The attempt's outcome is
+    recorded against the event's row as it is then, so nothing read here needs a lock."""
     event = delivery.outgoing(message_id)
     if event is None or event.status != delivery.PENDING:
         return None

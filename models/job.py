@@ -300,8 +300,9 @@ def begin_stage(session: Session, job_id: str, stage: str, owner: str) -> StageR
     watched it). Dramatiq retries are not counted at all: they end their run (``finish_run``)
     before the retry is sent.
 
-    One ``UPDATE … RETURNING`` does it (the row's lock is taken by the update itself); the row
-    it returns is what the stage works from, so the stage need not read the job again. The
+    One ``UPDATE … RETURNING`` does it (the row's lock is taken by the update itself), and on
+    PostgreSQL it also announces the job's new state when that changed; the row it returns is
+    what the stage works from, so the stage need not read the job again. The
     caller commits: the run must be recorded before its work starts. That commit does not wait
     for the disk (``models.db.without_flush``, in the statement): only a crash of the database
     server could lose the start, which then undercounts one attempt of a redelivered message.
