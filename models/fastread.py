@@ -29,9 +29,10 @@ from typing import Any
 from psycopg import Connection as DriverConnection
 from psycopg import Cursor
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Select, Update
+from sqlalchemy import Connection, Select, Update
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from models.db import Database, database, read_connection
 from models.dbwatch import watchdog_of
@@ -77,6 +78,19 @@ class FastRead:
                 return connection.execute(self.statement, params).one_or_none()
         return _fetch_one(db, self.sql, {**self.constants, **params}, self.row_type)
 
+    def within(self, session: Session, **params: Any) -> Any:
+        """The row (or None), the statement run inside ``session``'s transaction: on its
+        connection's driver where that is psycopg, else through the session. The session commits
+        or rolls it back with the rest of its work, as any statement of its.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the database failed (OperationalError when unreachable).
+        """
+        connection = session.connection()
+        if connection.dialect.driver != "psycopg":
+            return session.execute(self.statement, params).one_or_none()
+        return _fetch_within(connection, self.sql, {**self.constants, **params}, self.row_type)
+
 
 #: Where a pooled connection keeps its cursor for these reads (the pool's per-connection ``info``,
 #: emptied when the connection is invalidated): making a cursor was ~2 % of a status GET.
@@ -121,6 +135,32 @@ def _fetch_one(db: Database, sql: str, params: dict[str, Any], row_type: Any) ->
             else:  # interrupted mid round trip: its answer would greet the next user
                 pooled.invalidate()
         pooled.close()
+
+
+def _fetch_within(connection: Connection, sql: str, params: dict[str, Any], row_type: Any) -> Any:
+    """``_fetch_one`` on a Core connection in a transaction: no checkout, no autocommit, and a
+    lost connection invalidated as the Core connection would do it itself."""
+    dialect = connection.dialect
+    error = dialect.loaded_dbapi.Error
+    pooled = connection.connection
+    driver: DriverConnection[Any] = pooled.driver_connection  # type: ignore[assignment]
+    watchdog = watchdog_of(connection.engine)
+    try:
+        if watchdog is not None:
+            watchdog.arm(driver)
+        cursor = _cursor(pooled, driver)
+        cursor.execute(sql, params, prepare=True)
+        values = cursor.fetchone()
+        return None if values is None else row_type._make(values)
+    except error as e:
+        lost = dialect.is_disconnect(e, pooled, None)
+        if lost:  # as Core's own handling does: every older pooled connection is stale, this one goes
+            connection.engine.pool._invalidate(pooled, e)
+            connection.invalidate(e)
+        raise _wrapped(e, sql, params, dialect, invalidated=lost) from e
+    finally:
+        if watchdog is not None:
+            watchdog.disarm(driver)
 
 
 def _wrapped(error: Exception, sql: str, params: dict[str, Any], dialect: Any, *, invalidated: bool) -> BaseException:

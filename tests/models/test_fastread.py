@@ -107,3 +107,38 @@ def test_a_pooled_connection_keeps_one_cursor_for_its_reads() -> None:
         assert pooled.info[fastread._CURSOR] is cursor  # the same connection, the same cursor
     finally:
         pooled.close()
+
+
+@pytest.mark.usefixtures("on_postgres")
+def test_within_a_session_it_is_one_of_the_sessions_statements() -> None:
+    """``begin_stage`` runs on the session's driver connection: what it returns is what Core reads
+    in the same transaction, and a rollback takes it back."""
+    _, job_id = new_job()
+    with session_scope() as session:
+        run = jobs.begin_stage(session, job_id, "assemble", "test:1")
+        assert run.verdict == jobs.StageVerdict.RUN and run.job is not None
+        assert run.job == jobs.snapshot(session, job_id)  # the update is visible in the transaction
+        session.rollback()
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id)
+        assert job is not None and (job.status, job.run_id, job.attempts) == (jobs.QUEUED, None, 0)
+    with session_scope() as session:
+        run = jobs.begin_stage(session, job_id, "assemble", "test:2")
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id)
+        assert job is not None and (job.status, job.run_id) == (jobs.PROCESSING, run.run_id)
+
+
+@pytest.mark.usefixtures("on_postgres")
+def test_within_a_session_a_broken_connection_fails_once_and_leaves_the_pool() -> None:
+    _, job_id = new_job()
+    engine = database().engine
+    engine.dispose()
+    with pytest.raises(exc.OperationalError) as failed, session_scope() as session:
+        backend = session.connection().connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+        with psycopg.connect(services.POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        jobs.begin_stage(session, job_id, "assemble", "test:1")
+    assert failed.value.connection_invalidated
+    with session_scope() as session:  # a new connection
+        assert jobs.begin_stage(session, job_id, "assemble", "test:2").verdict == jobs.StageVerdict.RUN
