@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from models import job_events
 from models.db import Base, utcnow
 from models.delivery import PENDING
+from models.fastread import FastRead
 from models.job import COMPLETED, JOBS, PROCESSING
 from models.views import VIEW_COLUMNS
 
@@ -31,10 +32,12 @@ _COMPLETE = (
     .returning(*ENDING_COLUMNS)
 )
 _COMPLETED = _COMPLETE.cte("completed")
-#: On PostgreSQL, the same with the NOTIFY of the job's new state, in the one round trip.
-_COMPLETE_NOTIFYING = select(
-    *_COMPLETED.c, job_events.notify_column([_COMPLETED.c[name] for name in job_events.STATE_COLUMN_NAMES])
-)
+#: On PostgreSQL, the same with the NOTIFY of the job's new state, in the one round trip, run on
+#: the session's driver connection (``FastRead.within``: once per job, no execution machinery).
+_COMPLETE_NOTIFYING = FastRead(
+    select(*_COMPLETED.c,
+           job_events.notify_column([_COMPLETED.c[name] for name in job_events.STATE_COLUMN_NAMES]).label("notified"))
+)  # fmt: skip
 _READ = select(*ENDING_COLUMNS).where(JOBS.c.id == bindparam("job_id")).with_for_update()
 _EVENT = select(_events.c.id, _events.c.status, _events.c.attempts).where(
     _events.c.job_id == bindparam("job_id"), _events.c.type == bindparam("kind")
@@ -50,11 +53,13 @@ def complete_or_read(session: Session, job_id: str) -> tuple[Row[*tuple[Any, ...
         The job's row of :data:`ENDING_COLUMNS` (None: no such job), and whether this call
         completed it.
     """
-    notifies = job_events.notifies(session)
-    row = session.execute(_COMPLETE_NOTIFYING if notifies else _COMPLETE, {"job_id": job_id, "now": utcnow()}).first()
-    if row is not None:
-        if not notifies:
+    if job_events.notifies(session):
+        row = _COMPLETE_NOTIFYING.within(session, job_id=job_id, now=utcnow())
+    else:
+        row = session.execute(_COMPLETE, {"job_id": job_id, "now": utcnow()}).first()
+        if row is not None:
             job_events.announce(session, [job_events.JobState.of(row)])
+    if row is not None:
         return row, True
     return session.execute(_READ, {"job_id": job_id}).first(), False
 
