@@ -89,7 +89,15 @@ class FastRead:
         connection = session.connection()
         if connection.dialect.driver != "psycopg":
             return session.execute(self.statement, params).one_or_none()
-        return _fetch_within(connection, self.sql, {**self.constants, **params}, self.row_type)
+        rows = _fetch_within(connection, self.sql, {**self.constants, **params}, self.row_type, every=False)
+        return rows[0] if rows else None
+
+    def all_within(self, session: Session, **params: Any) -> list[Any]:
+        """Every row, as :meth:`within` runs the statement (for a select of several rows)."""
+        connection = session.connection()
+        if connection.dialect.driver != "psycopg":
+            return list(session.execute(self.statement, params).all())
+        return _fetch_within(connection, self.sql, {**self.constants, **params}, self.row_type, every=True)
 
 
 #: Where a pooled connection keeps its cursor for these reads (the pool's per-connection ``info``,
@@ -137,9 +145,10 @@ def _fetch_one(db: Database, sql: str, params: dict[str, Any], row_type: Any) ->
         pooled.close()
 
 
-def _fetch_within(connection: Connection, sql: str, params: dict[str, Any], row_type: Any) -> Any:
+def _fetch_within(connection: Connection, sql: str, params: dict[str, Any], row_type: Any, *, every: bool) -> list[Any]:
     """``_fetch_one`` on a Core connection in a transaction: no checkout, no autocommit, and a
-    lost connection invalidated as the Core connection would do it itself."""
+    lost connection invalidated as the Core connection would do it itself. The first row at most
+    (``every=False``), or all of them."""
     dialect = connection.dialect
     error = dialect.loaded_dbapi.Error
     pooled = connection.connection
@@ -150,8 +159,10 @@ def _fetch_within(connection: Connection, sql: str, params: dict[str, Any], row_
             watchdog.arm(driver)
         cursor = _cursor(pooled, driver)
         cursor.execute(sql, params, prepare=True)
+        if every:
+            return [row_type._make(values) for values in cursor.fetchall()]
         values = cursor.fetchone()
-        return None if values is None else row_type._make(values)
+        return [] if values is None else [row_type._make(values)]
     except error as e:
         lost = dialect.is_disconnect(e, pooled, None)
         if lost:  # as Core's own handling does: every older pooled connection is stale, this one goes

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from models import tenant as _tenant  # noqa: F401  (the table our foreign keys name)
 from models.db import Base, utcnow
 from models.errors import Conflict, Gone, Invalid, NotFound, TooLarge
+from models.fastread import FastRead
 from models.ids import new_id
 from models.settings import Settings
 from models.staging import EXTRACTED_KINDS
@@ -226,6 +227,7 @@ _MANIFEST = (
     .where(_CHUNKS.upload_id == bindparam("upload_id"))
     .order_by(_CHUNKS.index)
 )
+_MANIFEST_READ = FastRead(_MANIFEST)
 #: The upload's columns a stage checks and its chunks, in order, in one select (parameter:
 #: upload_id). An outer join: an upload without chunks is one row whose chunk columns are NULL.
 _WITH_MANIFEST = (
@@ -235,6 +237,8 @@ _WITH_MANIFEST = (
     .where(_UPLOADS.id == bindparam("upload_id"))
     .order_by(_CHUNKS.index)
 )  # fmt: skip
+#: The reads a stage run starts with (these two), on the session's driver connection (``FastRead.within``).
+_WITH_MANIFEST_READ = FastRead(_WITH_MANIFEST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +263,7 @@ class StagedUpload:
 
 def chunk_manifest(session: Session, upload_id: str) -> list[ChunkEntry]:
     """The upload's received chunks, in order."""
-    return [ChunkEntry(*row) for row in session.execute(_MANIFEST, {"upload_id": upload_id})]
+    return [ChunkEntry(*row) for row in _MANIFEST_READ.all_within(session, upload_id=upload_id)]
 
 
 def ocr_mode(session: Session, upload_id: str) -> str:
@@ -270,7 +274,7 @@ def ocr_mode(session: Session, upload_id: str) -> str:
 def staged_upload(session: Session, upload_id: str) -> StagedUpload | None:
     """The upload's declared checksum, allowed types and chunk manifest (None: no such upload):
     one select, as assemble reads it at the start of every run."""
-    rows = session.execute(_WITH_MANIFEST, {"upload_id": upload_id}).all()
+    rows = _WITH_MANIFEST_READ.all_within(session, upload_id=upload_id)
     if not rows:
         return None
     first = rows[0]
@@ -280,7 +284,7 @@ def staged_upload(session: Session, upload_id: str) -> StagedUpload | None:
 def ocr_mode_and_manifest(session: Session, upload_id: str) -> tuple[str, list[ChunkEntry]]:
     """``ocr_mode`` and ``chunk_manifest`` in one select, as extract reads them at the start of
     every run (("auto", []) for no such upload)."""
-    rows = session.execute(_WITH_MANIFEST, {"upload_id": upload_id}).all()
+    rows = _WITH_MANIFEST_READ.all_within(session, upload_id=upload_id)
     return (rows[0].ocr or "auto") if rows else "auto", _manifest_of(rows)
 
 
