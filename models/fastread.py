@@ -15,6 +15,12 @@ The broker's confirmation of a job's first message, recorded on every job a clie
 (``models.job.mark_enqueued``), is one: through a session it cost as much web CPU as the
 publish itself.
 
+Inside a session's transaction (:meth:`FastRead.within`, :meth:`FastRead.all_within`) the
+statement runs on the session's own connection and is committed or rolled back with the rest of
+its work: a stage run's start, a job's completion and the reads a stage starts from. Through
+``Session.execute`` those cost about four times psycopg's own execute (26 % of a worker's samples
+against 6.5 %): an execution context, bind processing and a result per statement.
+
 Only for statements whose values need no SQLAlchemy processing on PostgreSQL (psycopg parses JSON
 and returns aware datetimes itself, and takes aware datetimes as they are): the job view's
 columns, a timestamp. Anywhere else (SQLite, the embedded default) the same statement runs
