@@ -119,6 +119,7 @@ def _cursor(pooled: Any, connection: DriverConnection[Any]) -> Cursor[Any]:
 
 
 def _fetch_one(db: Database, sql: str, params: dict[str, Any], row_type: Any) -> Any:
+    """The statement on a pooled connection of its own, in autocommit mode: its row, or None."""
     dialect = db.engine.dialect
     error = dialect.loaded_dbapi.Error
     try:
@@ -126,23 +127,16 @@ def _fetch_one(db: Database, sql: str, params: dict[str, Any], row_type: Any) ->
     except error as e:
         raise _wrapped(e, sql, params, dialect, invalidated=False) from e
     connection: DriverConnection[Any] = pooled.driver_connection  # type: ignore[assignment]
-    watchdog = watchdog_of(db.engine)
     try:
         connection.autocommit = True  # no BEGIN, no COMMIT or ROLLBACK: one statement is its own transaction
-        if watchdog is not None:
-            watchdog.arm(connection)
-        cursor = _cursor(pooled, connection)
-        cursor.execute(sql, params, prepare=True)
-        values = cursor.fetchone()
-        return None if values is None else row_type._make(values)
+        rows = _execute(pooled, connection, watchdog_of(db.engine), sql, params, row_type, every=False)
+        return rows[0] if rows else None
     except error as e:
         lost = dialect.is_disconnect(e, pooled, None)
         if lost:  # as a Core Connection does: this connection goes, and every older pooled one is stale
             db.engine.pool._invalidate(pooled, e)
         raise _wrapped(e, sql, params, dialect, invalidated=lost) from e
     finally:
-        if watchdog is not None:
-            watchdog.disarm(connection)
         if pooled.is_valid:
             if connection.info.transaction_status == TransactionStatus.IDLE:
                 connection.autocommit = False  # as the pool's other users expect it
@@ -152,29 +146,38 @@ def _fetch_one(db: Database, sql: str, params: dict[str, Any], row_type: Any) ->
 
 
 def _fetch_within(connection: Connection, sql: str, params: dict[str, Any], row_type: Any, *, every: bool) -> list[Any]:
-    """``_fetch_one`` on a Core connection in a transaction: no checkout, no autocommit, and a
+    """The statement on a Core connection, in its transaction: no checkout, no autocommit, and a
     lost connection invalidated as the Core connection would do it itself. The first row at most
     (``every=False``), or all of them."""
     dialect = connection.dialect
     error = dialect.loaded_dbapi.Error
     pooled = connection.connection
     driver: DriverConnection[Any] = pooled.driver_connection  # type: ignore[assignment]
-    watchdog = watchdog_of(connection.engine)
     try:
-        if watchdog is not None:
-            watchdog.arm(driver)
-        cursor = _cursor(pooled, driver)
-        cursor.execute(sql, params, prepare=True)
-        if every:
-            return [row_type._make(values) for values in cursor.fetchall()]
-        values = cursor.fetchone()
-        return [] if values is None else [row_type._make(values)]
+        return _execute(pooled, driver, watchdog_of(connection.engine), sql, params, row_type, every=every)
     except error as e:
         lost = dialect.is_disconnect(e, pooled, None)
         if lost:  # as Core's own handling does: every older pooled connection is stale, this one goes
             connection.engine.pool._invalidate(pooled, e)
             connection.invalidate(e)
         raise _wrapped(e, sql, params, dialect, invalidated=lost) from e
+
+
+def _execute(
+    pooled: Any, driver: DriverConnection[Any], watchdog: Any, sql: str, params: dict[str, Any], row_type: Any,
+    *, every: bool,
+) -> list[Any]:
+    """Run the prepared statement under the watchdog's deadline; its first row at most, or all of
+    them. Driver errors go to the caller, which knows what a lost connection means for it."""
+    if watchdog is not None:
+        watchdog.arm(driver)
+    try:
+        cursor = _cursor(pooled, driver)
+        cursor.execute(sql, params, prepare=True)
+        if every:
+            return [row_type._make(values) for values in cursor.fetchall()]
+        values = cursor.fetchone()
+        return [] if values is None else [row_type._make(values)]
     finally:
         if watchdog is not None:
             watchdog.disarm(driver)

@@ -61,32 +61,33 @@ def _inserted(table: Table, columns: tuple[str, ...], prefix: str, name: str, so
 
 
 @cache
-def _statement(upload: tuple[str, ...], chunk: tuple[str, ...] | None, job: tuple[str, ...]) -> Select[Any]:
+def _statement(
+    upload: tuple[str, ...], chunk: tuple[str, ...] | None, job: tuple[str, ...], reserving: bool
+) -> Select[Any]:
     """The statement for rows of these columns (the same every time: built once each, with a
-    chunk and without, as SQLAlchemy's compiled cache wants)."""
-    ctes = [_inserted(uploads.UPLOADS_TABLE, upload, "u_", "upload")]
-    if chunk is not None:
-        ctes.append(_inserted(uploads.CHUNKS_TABLE, chunk, "c_", "chunk"))
-    ctes.append(_inserted(jobs.JOBS, job, "j_", "job"))
-    return select(func.pg_notify(bindparam("channel"), bindparam("payload"))).add_cte(*ctes)
+    chunk and without, as SQLAlchemy's compiled cache wants).
 
-
-@cache
-def _reserving_statement(upload: tuple[str, ...], chunk: tuple[str, ...] | None, job: tuple[str, ...]) -> Select[Any]:
-    """``_statement``'s rows only if the tenant's jobs in flight (parameter ``tenant_id``) and
-    ``r_count`` more stay within ``r_limit``; returns the count, and the job's id (None: refused)."""
-    in_flight = quota.IN_FLIGHT.cte("in_flight")
-    room = select(in_flight.c.in_flight).where(in_flight.c.in_flight + bindparam("r_count") <= bindparam("r_limit"))
-    admitted = room.cte("admitted")
+    ``reserving``: the rows only if the tenant's jobs in flight (parameter ``tenant_id``) and
+    ``r_count`` more stay within ``r_limit``; it returns the count, and the job's id (None:
+    refused), and announces only a job it made.
+    """
+    notify = func.pg_notify(bindparam("channel"), bindparam("payload"))
+    admitted = in_flight = None
+    if reserving:
+        in_flight = quota.IN_FLIGHT.cte("in_flight")
+        room = in_flight.c.in_flight + bindparam("r_count") <= bindparam("r_limit")
+        admitted = select(in_flight.c.in_flight).where(room).cte("admitted")
     upload_cte = _inserted(uploads.UPLOADS_TABLE, upload, "u_", "upload", admitted)
+    after_upload = upload_cte if reserving else None  # no upload row, no chunk or job row either
     ctes = [upload_cte]
     if chunk is not None:
-        ctes.append(_inserted(uploads.CHUNKS_TABLE, chunk, "c_", "chunk", upload_cte))
-    job_cte = _inserted(jobs.JOBS, job, "j_", "job", upload_cte)
+        ctes.append(_inserted(uploads.CHUNKS_TABLE, chunk, "c_", "chunk", after_upload))
+    job_cte = _inserted(jobs.JOBS, job, "j_", "job", after_upload)
     ctes.append(job_cte)
-    notified = case((job_cte.c.id.is_not(None), func.pg_notify(bindparam("channel"), bindparam("payload"))))
+    if in_flight is None:
+        return select(notify).add_cte(*ctes)
     return (
-        select(in_flight.c.in_flight, job_cte.c.id, notified.label("notified"))
+        select(in_flight.c.in_flight, job_cte.c.id, case((job_cte.c.id.is_not(None), notify)).label("notified"))
         .select_from(in_flight.outerjoin(job_cte, true()))
         .add_cte(*ctes)
     )
@@ -121,11 +122,12 @@ def record_received_job(
     if chunk_row is not None:
         params |= {f"c_{k}": v for k, v in chunk_row.items()}
     chunk = None if chunk_row is None else tuple(chunk_row)
+    statement = _statement(tuple(upload_row), chunk, tuple(job_row), reservation is not None)
     if reservation is None:
-        session.execute(_statement(tuple(upload_row), chunk, tuple(job_row)), params)
+        session.execute(statement, params)
         return received
     params |= {"tenant_id": tenant_id, "r_count": reservation.count, "r_limit": reservation.limits.jobs_in_flight}
-    in_flight, job_id, _ = session.execute(_reserving_statement(tuple(upload_row), chunk, tuple(job_row)), params).one()
+    in_flight, job_id, _ = session.execute(statement, params).one()
     if job_id is None:
         quota.check_in_flight(reservation.limits, int(in_flight), reservation.count)  # raises: the same test
         raise AssertionError(f"{tenant_id}: jobs refused by the statement, admitted by check_in_flight")

@@ -227,7 +227,6 @@ _MANIFEST = (
     .where(_CHUNKS.upload_id == bindparam("upload_id"))
     .order_by(_CHUNKS.index)
 )
-_MANIFEST_READ = FastRead(_MANIFEST)
 #: The upload's columns a stage checks and its chunks, in order, in one select (parameter:
 #: upload_id). An outer join: an upload without chunks is one row whose chunk columns are NULL.
 _WITH_MANIFEST = (
@@ -237,8 +236,8 @@ _WITH_MANIFEST = (
     .where(_UPLOADS.id == bindparam("upload_id"))
     .order_by(_CHUNKS.index)
 )  # fmt: skip
-#: The reads a stage run starts with (these two), on the session's driver connection (``FastRead.within``).
-_WITH_MANIFEST_READ = FastRead(_WITH_MANIFEST)
+#: The two reads a stage run starts from, on the session's driver connection (``FastRead.all_within``).
+_MANIFEST_READ, _WITH_MANIFEST_READ = FastRead(_MANIFEST), FastRead(_WITH_MANIFEST)
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,17 +124,16 @@ def create_batch() -> tuple[BatchCreated, int]:
         created = []
         with session_scope() as session:
             limits = quota.lock_limits(session, tenant_id(), cfg)
-            # The jobs-in-flight check goes with the first file's rows (one statement on PostgreSQL).
-            reservation: received_job.Reservation | None = received_job.Reservation(limits, len(parts))
-            for part, (filename, content_type) in zip(parts, checked, strict=True):
+            for n, (part, (filename, content_type)) in enumerate(zip(parts, checked, strict=True)):
                 writer = writers[writers.index(part.stream)]  # type: ignore[arg-type]
                 quota.check_file_size(limits, writer.size)  # never staged as open uploads: no other quota
                 job_id = jobs.new_job_id()
                 arrival = FileArrival(job_id, filename, writer.size, writer.sha256, content_type, webhook_url,
                                       form.metadata, form.ocr)  # fmt: skip
-                # The upload, its chunk and its job:
+                # The upload, its chunk and its job; the jobs-in-flight check goes with the first
+                # file's rows (one statement on PostgreSQL):
+                reservation = received_job.Reservation(limits, len(parts)) if n == 0 else None
                 received = received_job.record_received_job(session, tenant_id(), cfg, arrival, reservation)
-                reservation = None
                 if writer.size:
                     writer.finish(staging.chunk_path(cfg.staging_dir, received.id, 0), durable=True)
                 else:
