@@ -21,15 +21,18 @@ its work: a stage run's start, a job's completion and the reads a stage starts f
 ``Session.execute`` those cost about four times psycopg's own execute (26 % of a worker's samples
 against 6.5 %): an execution context, bind processing and a result per statement.
 
-Only for statements whose values need no SQLAlchemy processing on PostgreSQL (psycopg parses JSON
-and returns aware datetimes itself, and takes aware datetimes as they are): the job view's
-columns, a timestamp. Anywhere else (SQLite, the embedded default) the same statement runs
-through Core, with its result processors, in a transaction of its own when it writes.
+The values are bound as Core would bind them: each parameter's type's bind processor (a JSON
+column's, a UTC timestamp's check) is looked up once, when the statement is built, and applied
+to that parameter alone. Results get no processing, so only statements whose selected columns
+need none on PostgreSQL come this way (psycopg parses JSON and returns aware datetimes itself).
+Anywhere else (SQLite, the embedded default) the same statement runs through Core, with its
+processors, in a transaction of its own when it writes.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
+from collections.abc import Callable
 from typing import Any
 
 from psycopg import Connection as DriverConnection
@@ -57,17 +60,33 @@ class FastRead:
     def __init__(self, statement: Select[Any] | Update, *, writes: bool = False):
         self.statement = statement
         self.writes = writes
-        compiled = statement.compile(dialect=pg_psycopg.dialect())
+        dialect = pg_psycopg.dialect()
+        compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
+        #: Each parameter's bind processor, where its type has one (JSON, ``UtcDateTime``,
+        #: Boolean): what Core's execution would apply on every call, looked up once.
+        self.processors: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if name in compiled.params and processor is not None:
+                self.processors[name] = processor
         #: The values the statement carries itself (its LIMITs, the NULLs and constants it writes),
         #: beside the caller's (the ``bindparam``s without a value, which the caller must give).
         self.constants = {
-            name: bind.effective_value
+            name: self._bound(name, bind.effective_value)
             for name, bind in compiled.binds.items()
             if name in compiled.params and not bind.required
         }
         #: The row's type, made once: psycopg's ``namedtuple_row`` reads the names off each result.
         self.row_type = namedtuple("Row", [str(name) for name in statement.exported_columns.keys()])  # type: ignore[misc]
+
+    def _bound(self, name: str, value: Any) -> Any:
+        processor = self.processors.get(name)
+        return value if processor is None else processor(value)
+
+    def _values(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The statement's constants and the caller's ``params``, bound as Core would bind them."""
+        return {**self.constants, **{name: self._bound(name, value) for name, value in params.items()}}
 
     def one_or_none(self, **params: Any) -> Any:
         """The row (one attribute per selected column's name or label), or None.
@@ -82,7 +101,7 @@ class FastRead:
                     return connection.execute(self.statement, params).one_or_none()
             with read_connection() as connection:
                 return connection.execute(self.statement, params).one_or_none()
-        return _fetch_one(db, self.sql, {**self.constants, **params}, self.row_type)
+        return _fetch_one(db, self.sql, self._values(params), self.row_type)
 
     def within(self, session: Session, **params: Any) -> Any:
         """The row (or None), the statement run inside ``session``'s transaction: on its
@@ -95,7 +114,7 @@ class FastRead:
         connection = session.connection()
         if connection.dialect.driver != "psycopg":
             return session.execute(self.statement, params).one_or_none()
-        rows = _fetch_within(connection, self.sql, {**self.constants, **params}, self.row_type, every=False)
+        rows = _fetch_within(connection, self.sql, self._values(params), self.row_type, every=False)
         return rows[0] if rows else None
 
     def all_within(self, session: Session, **params: Any) -> list[Any]:
@@ -103,7 +122,7 @@ class FastRead:
         connection = session.connection()
         if connection.dialect.driver != "psycopg":
             return list(session.execute(self.statement, params).all())
-        return _fetch_within(connection, self.sql, {**self.constants, **params}, self.row_type, every=True)
+        return _fetch_within(connection, self.sql, self._values(params), self.row_type, every=True)
 
 
 #: Where a pooled connection keeps its cursor for these reads (the pool's per-connection ``info``,
