@@ -92,10 +92,9 @@ def assemble(job_id: str, start: StageStart) -> None:
     # goes there: a cancel from here on knows what to remove, and upload's start need not wait
     # for a commit of its own to reach the disk.
     bucket = open_store(current_settings().storage_url).bucket
-    with session_scope() as session:
-        outcome = jobs.advance_stage(session, job_id, "assemble", sha256=sha256, size=file.size,
-                                     detected_type=detected.mime, kind=detected.kind,
-                                     object_key=object_key(start.job), object_bucket=bucket)  # fmt: skip
+    outcome = jobs.advance_stage(job_id, "assemble", sha256=sha256, size=file.size,
+                                 detected_type=detected.mime, kind=detected.kind,
+                                 object_key=object_key(start.job), object_bucket=bucket)  # fmt: skip
     start.closed = outcome == jobs.Advance.ADVANCED
     if start.closed:
         log.info("job %s assembled: %d bytes, %s", job_id, file.size, detected.mime)

@@ -30,7 +30,6 @@ from actors.upload import derivative_key, plain_result
 from models import job as jobs
 from models import staging
 from models import upload as uploads
-from models.db import session_scope
 from models.settings import current_settings
 
 log = logging.getLogger(__name__)
@@ -83,8 +82,7 @@ def extract(job_id: str, start: StageStart) -> None:
             with contextlib.suppress(OSError):
                 scratch.parent.rmdir()  # the job's directory, once no run uses it
 
-    with session_scope() as session:
-        outcome = jobs.advance_stage(session, job_id, "extract", result=result)
+    outcome = jobs.advance_stage(job_id, "extract", result=result)
     # DONE: another run finished first; its derivatives have the same keys.
     start.closed = outcome == jobs.Advance.ADVANCED
     if outcome == jobs.Advance.ENDED:  # cancelled while extracting: the derivatives just stored go with the rest

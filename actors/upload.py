@@ -109,8 +109,7 @@ def upload(job_id: str, start: StageStart) -> None:
     # A kind extract does not parse gets its whole result here, and the pipeline passes over
     # extract: a message, a run and two transactions less for such a job.
     extracted: dict[str, Any] = {} if parsed else {"through": "extract", "result": plain_result(job, bucket, key)}
-    with session_scope() as session:
-        outcome = jobs.advance_stage(session, job_id, "upload", multipart_id=None, parts=None, **extracted)
+    outcome = jobs.advance_stage(job_id, "upload", multipart_id=None, parts=None, **extracted)
     start.closed = outcome == jobs.Advance.ADVANCED
     if outcome == jobs.Advance.ENDED:  # cancelled while the last bytes went up: the object goes too
         release_job(job_id)

@@ -4,6 +4,7 @@ would do around it (errors as SQLAlchemy's, broken connections dropped, the pool
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -142,3 +143,23 @@ def test_within_a_session_a_broken_connection_fails_once_and_leaves_the_pool() -
     assert failed.value.connection_invalidated
     with session_scope() as session:  # a new connection
         assert jobs.begin_stage(session, job_id, "assemble", "test:2").verdict == jobs.StageVerdict.RUN
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite", "postgresql"])
+def test_a_stage_end_binds_its_values_as_core_does(database_kind: str, request: pytest.FixtureRequest) -> None:
+    """``advance_stage`` writes JSON columns through its parameters' own bind processors: what it
+    stored reads back through the ORM as written, and a naive timestamp is
+    refused as ``UtcDateTime`` refuses it through a session."""
+    if database_kind == "postgresql":
+        request.getfixturevalue("on_postgres")
+    _, job_id = new_job()
+    with session_scope() as session:
+        jobs.begin_stage(session, job_id, "assemble", "test:1")
+    result = {"text": "é\u2028", "pages": [1, 2], "nested": {"none": None}}
+    assert jobs.advance_stage(job_id, "assemble", size=7, parts=None, result=result) == jobs.Advance.ADVANCED
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id)
+        assert job is not None and (job.size, job.result, job.parts, job.stage) == (7, result, None, "upload")
+    statement = jobs._advance_statement("upload", "upload", ("size",), database_kind == "postgresql")
+    with pytest.raises((ValueError, exc.StatementError), match="naive datetime"):
+        statement.one_or_none(job_id=job_id, size=1, now=datetime(2026, 1, 1))  # noqa: DTZ001 (the point)

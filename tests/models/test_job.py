@@ -81,10 +81,9 @@ def test_a_job_that_ended_is_skipped(settings: Settings, tenant: TenantKeys) -> 
 def test_a_finished_stage_is_not_run_again(settings: Settings, tenant: TenantKeys) -> None:
     job_id = new_job(settings, tenant)
     assert begin(job_id, "assemble").verdict == jobs.StageVerdict.RUN
-    with session_scope() as session:
-        assert jobs.advance_stage(session, job_id, "assemble", size=0) == jobs.Advance.ADVANCED
-    with session_scope() as session:  # a duplicate run finishing late changes nothing
-        assert jobs.advance_stage(session, job_id, "assemble", size=1) == jobs.Advance.DONE
+    assert jobs.advance_stage(job_id, "assemble", size=0) == jobs.Advance.ADVANCED
+    # a duplicate run finishing late changes nothing
+    assert jobs.advance_stage(job_id, "assemble", size=1) == jobs.Advance.DONE
     assert begin(job_id, "assemble").verdict == jobs.StageVerdict.DONE
     assert begin(job_id, "upload").verdict == jobs.StageVerdict.RUN
     job = load(job_id)

@@ -17,8 +17,7 @@ def test_a_stage_end_announces_the_state_it_committed(postgres_job: str, on_post
         jobs.begin_stage(session, job_id, "assemble", "test:1")
     with psycopg.connect(on_postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as listener:
         listener.execute(f"LISTEN {job_events.CHANNEL}")
-        with session_scope() as session:
-            assert jobs.advance_stage(session, job_id, "assemble", size=1) == jobs.Advance.ADVANCED
+        assert jobs.advance_stage(job_id, "assemble", size=1) == jobs.Advance.ADVANCED
         (notification,) = list(listener.notifies(timeout=5, stop_after=1))
     with session_scope() as session:
         job = jobs.load_job(session, job_id)
@@ -33,8 +32,8 @@ def test_completing_a_job_announces_it(postgres_job: str, on_postgres: str) -> N
     job_id = postgres_job
     with session_scope() as session:
         jobs.begin_stage(session, job_id, "assemble", "test:1")
-        jobs.advance_stage(session, job_id, "assemble", size=1)
-        jobs.advance_stage(session, job_id, "upload", through="extract", result={})
+    jobs.advance_stage(job_id, "assemble", size=1)
+    jobs.advance_stage(job_id, "upload", through="extract", result={})
     with psycopg.connect(on_postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as listener:
         listener.execute(f"LISTEN {job_events.CHANNEL}")
         with session_scope() as session:
