@@ -13,7 +13,7 @@ from actors.isolation import run_alone
 from actors.tracking import Prepare, StageStart, current_admission
 from actors.transient import BookkeepingFailed
 from models import job as jobs
-from models.db import read_scope
+from models.db import session_scope
 from models.errors import ChuteError
 from models.settings import current_settings
 
@@ -70,7 +70,7 @@ def stage_actor(
 
 def read_start(job_id: str, stage: str, prepare: Prepare | None) -> StageStart | None:
     """What a run not admitted by JobTracking starts from (None: no such job)."""
-    with read_scope() as session:
+    with session_scope() as session:
         job = jobs.snapshot(session, job_id)
         if job is None:
             return None

@@ -17,21 +17,20 @@ from sqlalchemy.orm import Session
 from actors.metrics import job_ended
 from actors.transient import BookkeepingFailed, is_transient
 from models import job as jobs
-from models.db import read_scope, session_scope
+from models.db import session_scope
 from models.errors import ChuteError
 
 log = logging.getLogger(__name__)
 
-#: A stage's ``job_prepare`` option: what it reads before its work, once the run's start is
-#: recorded, in a session for reading only (autocommit on PostgreSQL: no BEGIN or COMMIT); what
-#: it must write it writes in a transaction of its own. Its result is ``StageStart.prepared``.
+#: A stage's ``job_prepare`` option: what it reads (and records) before its work, in the
+#: transaction that records the run's start; its result is the ``StageStart.prepared``.
 Prepare = Callable[[Session, jobs.JobSnapshot], Any]
 
 
 @dataclass
 class StageStart:
     """What a stage run starts from: the job as its start recorded it, and what the stage's
-    ``job_prepare`` read after that."""
+    ``job_prepare`` read in that same transaction (one read and one commit for both)."""
 
     job: jobs.JobSnapshot
     prepared: Any = None
@@ -99,25 +98,18 @@ class JobTracking(Middleware):
         job_id = message.args[0]
         prepare: Prepare | None = broker.get_actor(message.actor_name).options.get("job_prepare")
         try:
-            run = jobs.begin_stage(job_id, stage, process_owner())  # committed, without waiting for the disk
+            with session_scope() as session:  # begin_stage's commit does not wait for the disk
+                run = jobs.begin_stage(session, job_id, stage, process_owner())
+                start = None
+                if run.job is not None and not run.isolate:
+                    ready = run.verdict == jobs.StageVerdict.RUN
+                    start = StageStart(run.job, prepare(session, run.job) if ready and prepare else None)
         except Exception as e:
             raise BookkeepingFailed(f"job {job_id}: the start of {stage} could not be recorded: {e}") from None
         if run.verdict == jobs.StageVerdict.SKIP:
             log.info("job %s is over or gone: skipping its %s message", job_id, stage)
             raise SkipMessage()
-        # Admitted before the stage's reads: if they fail, the run's end is recorded after the
-        # message (after_process_message), so its redelivery is not taken for a lost run.
-        _local.admission = Admission(message.message_id, job_id, run.run_id, run.isolate)
-        if run.job is None or run.isolate:
-            return
-        prepared = None
-        if run.verdict == jobs.StageVerdict.RUN and prepare is not None:
-            try:
-                with read_scope() as session:
-                    prepared = prepare(session, run.job)
-            except Exception as e:
-                raise BookkeepingFailed(f"job {job_id}: what {stage} starts from could not be read: {e}") from None
-        _local.admission = Admission(message.message_id, job_id, run.run_id, run.isolate, StageStart(run.job, prepared))
+        _local.admission = Admission(message.message_id, job_id, run.run_id, run.isolate, start)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         _local.admission = None

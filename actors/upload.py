@@ -64,9 +64,8 @@ def prepare_upload(session: Session, job: jobs.JobSnapshot) -> tuple[ChunkedFile
     store's bucket has changed since): (the staged file, the key, the bucket)."""
     key, bucket = job.object_key or object_key(job), open_store(current_settings().storage_url).bucket
     if (key, bucket) != (job.object_key, job.object_bucket):
-        with session_scope() as writer:  # ``session`` reads only
-            jobs.record_object(writer, job.id, key, bucket)
-            commit_with_flush(writer)  # a cancel must find the key even after a database crash
+        jobs.record_object(session, job.id, key, bucket)
+        commit_with_flush(session)  # a cancel must find the key even after a database crash
     return staged_file(job.upload_id, uploads.chunk_manifest(session, job.upload_id)), key, bucket
 
 

@@ -206,12 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def processing_job(api: Api) -> str:
     """A job that is processing (no worker runs: the benchmark moves its progress itself)."""
     from models import job as jobs
+    from models.db import session_scope
 
     data = b"sse benchmark\n" * 100
     created = api.call("POST", "/v1/uploads", json_body={"filename": "s.txt", "size": len(data)})
     api.call("PUT", f"/v1/uploads/{created['upload_id']}/chunks/0", body=data)
     job_id = str(api.call("POST", f"/v1/uploads/{created['upload_id']}/complete", expect=(202, 503))["job_id"])
-    jobs.begin_stage(job_id, "upload", "bench:1")
+    with session_scope() as session:
+        jobs.begin_stage(session, job_id, "upload", 5)
     return job_id
 
 

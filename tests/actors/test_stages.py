@@ -48,7 +48,8 @@ def staged_job(
 
 
 def run_stage(actor: dramatiq.Actor, job_id: str) -> None:
-    run = jobs.begin_stage(job_id, actor.actor_name, "test:1")
+    with session_scope() as session:
+        run = jobs.begin_stage(session, job_id, actor.actor_name, "test:1")
     if run.verdict != jobs.StageVerdict.SKIP:
         actor.fn(job_id)
 
@@ -177,7 +178,8 @@ def test_a_job_that_lost_a_run_runs_alone_and_goes_on(settings: Settings, tenant
     """A worker that died with this job and others in flight: the job is not charged a crash,
     its next run gets a process of its own, and it completes."""
     job_id = staged_job(settings, tenant)
-    jobs.begin_stage(job_id, "assemble", "dead-worker:1")  # ... and the worker died
+    with session_scope() as session:
+        jobs.begin_stage(session, job_id, "assemble", "dead-worker:1")  # ... and the worker died
     job_pipeline(job_id).run()
     drain()
     job = load(job_id)
@@ -192,7 +194,8 @@ def test_a_file_that_kills_its_own_process_fails_its_job(settings: Settings, ten
     chunk = staging.chunk_path(settings.staging_dir, load(job_id).upload_id, 0)
     chunk.unlink()
     os.mkfifo(chunk)
-    jobs.begin_stage(job_id, "assemble", "dead-worker:1")
+    with session_scope() as session:
+        jobs.begin_stage(session, job_id, "assemble", "dead-worker:1")
     stop = threading.Event()
     killed: set[int] = set()
 

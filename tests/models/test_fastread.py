@@ -9,7 +9,7 @@ from datetime import datetime
 import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
-from sqlalchemy import bindparam, exc, func, select, update
+from sqlalchemy import exc, update
 
 from models import fastread
 from models import job as jobs
@@ -110,40 +110,24 @@ def test_a_pooled_connection_keeps_one_cursor_for_its_reads() -> None:
         pooled.close()
 
 
-#: A statement run within a session in these tests: the job's progress set, and returned.
-_SET_PROGRESS = fastread.FastRead(
-    update(jobs.JOBS).where(jobs.JOBS.c.id == bindparam("job_id"))
-    .values(progress=bindparam("p"), updated_at=func.now()).returning(jobs.JOBS.c.progress)
-)  # fmt: skip
-
-
-def test_a_column_left_to_a_python_default_is_refused() -> None:
-    """Core would compute ``updated_at``'s onupdate per execution; a prebuilt statement cannot."""
-    with pytest.raises(ValueError, match="updated_at"):
-        fastread.FastRead(update(jobs.JOBS).values(progress=bindparam("p")).returning(jobs.JOBS.c.id))
-
-
 @pytest.mark.usefixtures("on_postgres")
 def test_within_a_session_it_is_one_of_the_sessions_statements() -> None:
-    """A statement run ``within`` a session is on its driver connection: what it wrote is what
-    Core reads in the same transaction, and a rollback takes it back."""
+    """``begin_stage`` runs on the session's driver connection: what it returns is what Core reads
+    in the same transaction, and a rollback takes it back."""
     _, job_id = new_job()
     with session_scope() as session:
-        assert _SET_PROGRESS.within(session, job_id=job_id, p=0.75).progress == 0.75
-        progress = session.execute(select(jobs.JOBS.c.progress).where(jobs.JOBS.c.id == job_id)).scalar_one()
-        assert progress == 0.75  # visible in the transaction
+        run = jobs.begin_stage(session, job_id, "assemble", "test:1")
+        assert run.verdict == jobs.StageVerdict.RUN and run.job is not None
+        assert run.job == jobs.snapshot(session, job_id)  # the update is visible in the transaction
         session.rollback()
-    assert load_progress(job_id) == 0.5
-    with session_scope() as session:
-        _SET_PROGRESS.within(session, job_id=job_id, p=0.8)
-    assert load_progress(job_id) == 0.8
-
-
-def load_progress(job_id: str) -> float:
     with session_scope() as session:
         job = jobs.load_job(session, job_id)
-        assert job is not None
-        return job.progress
+        assert job is not None and (job.status, job.run_id, job.attempts) == (jobs.QUEUED, None, 0)
+    with session_scope() as session:
+        run = jobs.begin_stage(session, job_id, "assemble", "test:2")
+    with session_scope() as session:
+        job = jobs.load_job(session, job_id)
+        assert job is not None and (job.status, job.run_id) == (jobs.PROCESSING, run.run_id)
 
 
 @pytest.mark.usefixtures("on_postgres")
@@ -155,24 +139,10 @@ def test_within_a_session_a_broken_connection_fails_once_and_leaves_the_pool() -
         backend = session.connection().connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
         with psycopg.connect(services.POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
-        _SET_PROGRESS.within(session, job_id=job_id, p=0.9)
+        jobs.begin_stage(session, job_id, "assemble", "test:1")
     assert failed.value.connection_invalidated
     with session_scope() as session:  # a new connection
-        assert _SET_PROGRESS.within(session, job_id=job_id, p=0.9).progress == 0.9
-
-
-@pytest.mark.parametrize("database_kind", ["sqlite", "postgresql"])
-def test_a_stage_start_commits_by_itself(database_kind: str, request: pytest.FixtureRequest) -> None:
-    """``begin_stage`` is a transaction of its own: another session sees the run at once."""
-    if database_kind == "postgresql":
-        request.getfixturevalue("on_postgres")
-    _, job_id = new_job()
-    run = jobs.begin_stage(job_id, "assemble", "test:1")
-    assert run.verdict == jobs.StageVerdict.RUN and run.job is not None
-    with session_scope() as session:
-        assert jobs.snapshot(session, job_id) == run.job
-        job = jobs.load_job(session, job_id)
-        assert job is not None and (job.status, job.run_id, job.attempts) == (jobs.PROCESSING, run.run_id, 1)
+        assert jobs.begin_stage(session, job_id, "assemble", "test:2").verdict == jobs.StageVerdict.RUN
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite", "postgresql"])
@@ -183,7 +153,8 @@ def test_a_stage_end_binds_its_values_as_core_does(database_kind: str, request: 
     if database_kind == "postgresql":
         request.getfixturevalue("on_postgres")
     _, job_id = new_job()
-    jobs.begin_stage(job_id, "assemble", "test:1")
+    with session_scope() as session:
+        jobs.begin_stage(session, job_id, "assemble", "test:1")
     result = {"text": "é\u2028", "pages": [1, 2], "nested": {"none": None}}
     assert jobs.advance_stage(job_id, "assemble", size=7, parts=None, result=result) == jobs.Advance.ADVANCED
     with session_scope() as session:

@@ -18,7 +18,8 @@ def new_job(settings: Settings, tenant: TenantKeys) -> str:
 
 
 def begin(job_id: str, stage: str) -> jobs.StageRun:
-    return jobs.begin_stage(job_id, stage, "host:1")
+    with session_scope() as session:
+        return jobs.begin_stage(session, job_id, stage, "host:1")
 
 
 def finish(job_id: str, run: jobs.StageRun) -> None:

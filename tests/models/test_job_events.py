@@ -13,7 +13,8 @@ from models.db import session_scope
 
 def test_a_stage_end_announces_the_state_it_committed(postgres_job: str, on_postgres: str) -> None:
     job_id = postgres_job
-    jobs.begin_stage(job_id, "assemble", "test:1")
+    with session_scope() as session:
+        jobs.begin_stage(session, job_id, "assemble", "test:1")
     with psycopg.connect(on_postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as listener:
         listener.execute(f"LISTEN {job_events.CHANNEL}")
         assert jobs.advance_stage(job_id, "assemble", size=1) == jobs.Advance.ADVANCED
@@ -29,7 +30,8 @@ def test_a_stage_end_announces_the_state_it_committed(postgres_job: str, on_post
 
 def test_completing_a_job_announces_it(postgres_job: str, on_postgres: str) -> None:
     job_id = postgres_job
-    jobs.begin_stage(job_id, "assemble", "test:1")
+    with session_scope() as session:
+        jobs.begin_stage(session, job_id, "assemble", "test:1")
     jobs.advance_stage(job_id, "assemble", size=1)
     jobs.advance_stage(job_id, "upload", through="extract", result={})
     with psycopg.connect(on_postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as listener:
@@ -48,13 +50,17 @@ def test_a_stage_start_announces_a_visible_change_and_nothing_else(postgres_job:
     job_id = postgres_job
     with psycopg.connect(on_postgres.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as listener:
         listener.execute(f"LISTEN {job_events.CHANNEL}")
-        # queued → processing
-        assert jobs.begin_stage(job_id, "assemble", "test:1").verdict == jobs.StageVerdict.RUN
+        with session_scope() as session:  # queued → processing
+            assert jobs.begin_stage(session, job_id, "assemble", "test:1").verdict == jobs.StageVerdict.RUN
         (notification,) = list(listener.notifies(timeout=5, stop_after=1))
         with session_scope() as session:
             job = jobs.load_job(session, job_id)
             assert job is not None
             assert job_events.JobState.from_payload(notification.payload) == job_events.JobState.of(job)
-        # a redelivery: the same status, stage and progress
-        assert jobs.begin_stage(job_id, "assemble", "test:2").verdict == jobs.StageVerdict.RUN
+        with session_scope() as session:  # a redelivery: the same status, stage and progress
+            assert jobs.begin_stage(session, job_id, "assemble", "test:2").verdict == jobs.StageVerdict.RUN
+        assert list(listener.notifies(timeout=0.5)) == []
+        with session_scope() as session:  # a start that is rolled back announces nothing either
+            jobs.begin_stage(session, job_id, "upload", "test:3")
+            session.rollback()
         assert list(listener.notifies(timeout=0.5)) == []
