@@ -62,6 +62,9 @@ class FastRead:
         self.writes = writes
         dialect = pg_psycopg.dialect()
         compiled = statement.compile(dialect=dialect)
+        if compiled.insert_prefetch or compiled.update_prefetch:  # Core computes these per execution
+            names = ", ".join(c.name for c in [*compiled.insert_prefetch, *compiled.update_prefetch])
+            raise ValueError(f"the statement leaves {names} to a Python default or onupdate: set it in the statement")
         self.sql = str(compiled)
         #: Each parameter's bind processor, where its type has one (JSON, ``UtcDateTime``,
         #: Boolean): what Core's execution would apply on every call, looked up once.

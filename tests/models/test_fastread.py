@@ -9,7 +9,7 @@ from datetime import datetime
 import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
-from sqlalchemy import exc, update
+from sqlalchemy import bindparam, exc, update
 
 from models import fastread
 from models import job as jobs
@@ -163,3 +163,10 @@ def test_a_stage_end_binds_its_values_as_core_does(database_kind: str, request: 
     statement = jobs._advance_statement("upload", "upload", ("size",), database_kind == "postgresql")
     with pytest.raises((ValueError, exc.StatementError), match="naive datetime"):
         statement.one_or_none(job_id=job_id, size=1, now=datetime(2026, 1, 1))  # noqa: DTZ001 (the point)
+
+
+def test_a_column_left_to_a_python_default_is_refused() -> None:
+    """Core would compute ``updated_at``'s onupdate per execution; a prebuilt statement would bind
+    it once, as NULL: it must set the column itself."""
+    with pytest.raises(ValueError, match="updated_at"):
+        fastread.FastRead(update(jobs.JOBS).values(progress=bindparam("p")).returning(jobs.JOBS.c.id))
