@@ -13,7 +13,7 @@ The same holds for a write that is a transaction of one statement (``writes=True
 autocommit mode, the statement is its own transaction, with no BEGIN and no COMMIT round trip.
 The broker's confirmation of a job's first message, recorded on every job a client starts
 (``models.job.mark_enqueued``), is one: through a session it cost as much web CPU as the
-publish itself.
+publish itself. A stage's end (``models.job.advance_stage``) is another.
 
 Inside a session's transaction (:meth:`FastRead.within`, :meth:`FastRead.all_within`) the
 statement runs on the session's own connection and is committed or rolled back with the rest of

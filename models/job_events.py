@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Text, cast, func, inspect
+from sqlalchemy import BigInteger, ColumnElement, Engine, Text, cast, func, inspect
 from sqlalchemy.orm import Session
 
 #: The PostgreSQL notification channel of job state changes.
@@ -127,9 +127,11 @@ def notify_column(state: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
     return func.pg_notify(CHANNEL, cast(payload, Text))
 
 
-def notifies(session: Session) -> bool:
-    """Whether the session's database takes NOTIFY (PostgreSQL); others' listeners poll."""
-    return session.get_bind().dialect.name == "postgresql"
+def notifies(bind: Session | Engine) -> bool:
+    """Whether the database (a session's, or an engine's) takes NOTIFY (PostgreSQL); others'
+    listeners poll."""
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    return engine.dialect.name == "postgresql"
 
 
 def announce(session: Session, states: list[JobState]) -> None:
