@@ -3,6 +3,7 @@ after a reload, list and filter jobs, read a job's result and replay its webhook
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tests.e2e.conftest import Stack
@@ -131,6 +132,33 @@ def test_job_list_filters_by_status_and_follows_new_jobs(page: Any, stack: Stack
     row.wait_for()  # a job made elsewhere shows up live
     wait_for(page, f"document.querySelector('#job-rows tr[data-job-id=\"{fresh}\"]').dataset.status === 'completed'",
              JOB_SECONDS, what="the new row to complete live")  # fmt: skip
+
+
+def test_a_listing_that_arrives_after_the_filter_changed_is_dropped(page: Any, stack: Stack) -> None:
+    """The unfiltered first page of jobs is held in flight while the filter changes: when it
+    arrives last, it must not fill the filtered list with jobs of another status."""
+    bad = chunked_upload(stack.call, corrupt_pdf(), filename="late-broken.pdf", chunk_size=4096)["job_id"]
+    good = chunked_upload(stack.call, b"completed\n" * 100, filename="late-good.txt", chunk_size=1024)["job_id"]
+    for job_id, status in ((bad, "failed"), (good, "completed")):
+        services.wait_until(lambda j=job_id, s=status: stack.call("GET", f"/v1/jobs/{j}")[1]["status"] == s,
+                            JOB_SECONDS, interval=0.2, what=f"{job_id} to be {status}")  # fmt: skip
+    sign_in(page, stack)
+    held: list[Any] = []
+    listing = re.compile(r"/v1/jobs\?")
+    page.route(listing, lambda route: route.continue_() if "status=" in route.request.url else held.append(route))
+    page.goto(stack.base_url + "/#/jobs")
+    poll(page, lambda: held, what="the unfiltered listing in flight")
+    page.select_option("#status-filter", "failed")
+    page.locator(f'#job-rows tr[data-job-id="{bad}"]').wait_for()
+    for route in held:
+        route.continue_()
+    for route in held:
+        assert route.request.response() is not None  # it arrived, and the page has had it
+    page.wait_for_timeout(500)
+    statuses = page.evaluate("[...document.querySelectorAll('#job-rows tr')].map(r => r.dataset.status)")
+    assert statuses and set(statuses) == {"failed"}, statuses
+    assert page.locator(f'#job-rows tr[data-job-id="{good}"]').count() == 0
+    page.unroute(listing)
 
 
 def hooks(stack: Stack) -> list[Any]:

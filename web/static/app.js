@@ -568,7 +568,9 @@ function setUpDropZone() {
 
 // ---------------------------------------------------------------- the job list
 
-const list = { status: "", cursor: null, rows: new Map(), loaded: false };
+// `listing` counts the list's resets: a page of jobs that arrives after a newer reset (the
+// filter changed while it was in flight) belongs to a list no longer shown and is dropped.
+const list = { status: "", cursor: null, rows: new Map(), loaded: false, listing: 0 };
 
 function jobRow(job) {
   const progress = bar(job.progress, "pipeline");
@@ -584,15 +586,18 @@ function jobRow(job) {
 
 async function loadJobs(reset) {
   if (reset) {
+    list.listing += 1;
     list.cursor = null;
     list.rows.clear();
     $("job-rows").replaceChildren();
   }
+  const listing = list.listing;
   const query = new URLSearchParams({ limit: "50" });
   if (list.status) query.set("status", list.status);
   if (list.cursor) query.set("cursor", list.cursor);
   try {
     const page = await api("GET", `/v1/jobs?${query}`);
+    if (listing !== list.listing) return; // the list was reset meanwhile: its own request fills it
     for (const job of page.jobs) {
       const row = jobRow(job);
       list.rows.set(job.job_id, row);
