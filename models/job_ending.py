@@ -32,12 +32,11 @@ _COMPLETE = (
     .returning(*ENDING_COLUMNS)
 )
 _COMPLETED = _COMPLETE.cte("completed")
-#: On PostgreSQL, the same with the NOTIFY of the job's new state, in the one round trip, run on
-#: the session's driver connection (``FastRead.within``: once per job, no execution machinery).
-_COMPLETE_NOTIFYING = FastRead(
-    select(*_COMPLETED.c,
-           job_events.notify_column([_COMPLETED.c[name] for name in job_events.STATE_COLUMN_NAMES]).label("notified"))
-)  # fmt: skip
+#: The completion as run (``FastRead.within``: once per job, no execution machinery): on
+#: PostgreSQL with the NOTIFY of the job's new state in the one round trip; elsewhere listeners
+#: poll, and nothing is announced.
+_ANNOUNCED = job_events.notify_column([_COMPLETED.c[name] for name in job_events.STATE_COLUMN_NAMES])
+_COMPLETING = {True: FastRead(select(*_COMPLETED.c, _ANNOUNCED.label("notified"))), False: FastRead(_COMPLETE)}
 _READ = select(*ENDING_COLUMNS).where(JOBS.c.id == bindparam("job_id")).with_for_update()
 _EVENT = select(_events.c.id, _events.c.status, _events.c.attempts).where(
     _events.c.job_id == bindparam("job_id"), _events.c.type == bindparam("kind")
@@ -53,12 +52,7 @@ def complete_or_read(session: Session, job_id: str) -> tuple[Row[*tuple[Any, ...
         The job's row of :data:`ENDING_COLUMNS` (None: no such job), and whether this call
         completed it.
     """
-    if job_events.notifies(session):
-        row = _COMPLETE_NOTIFYING.within(session, job_id=job_id, now=utcnow())
-    else:
-        row = session.execute(_COMPLETE, {"job_id": job_id, "now": utcnow()}).first()
-        if row is not None:
-            job_events.announce(session, [job_events.JobState.of(row)])
+    row = _COMPLETING[job_events.notifies(session)].within(session, job_id=job_id, now=utcnow())
     if row is not None:
         return row, True
     return session.execute(_READ, {"job_id": job_id}).first(), False
