@@ -65,6 +65,8 @@ class FastRead:
         if compiled.insert_prefetch or compiled.update_prefetch:  # Core computes these per execution
             names = ", ".join(c.name for c in [*compiled.insert_prefetch, *compiled.update_prefetch])
             raise ValueError(f"the statement leaves {names} to a Python default or onupdate: set it in the statement")
+        if any(bind.expanding for bind in compiled.binds.values()):  # rendered per execution by Core only
+            raise ValueError("the statement has an expanding IN parameter: write its values as literals")
         self.sql = str(compiled)
         #: Each parameter's bind processor, where its type has one (JSON, ``UtcDateTime``,
         #: Boolean): what Core's execution would apply on every call, looked up once.

@@ -14,17 +14,18 @@ free slot; other tenants are never waited on. The limits are the tenant's own va
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
 from models import job as jobs
 from models import upload as uploads
 from models.db import Base
 from models.errors import QuotaExceeded, TooLarge
+from models.fastread import FastRead
 from models.settings import Settings
-from models.tenant import Tenant
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,23 @@ class Usage:
     jobs_in_flight: int
 
 
-def limits_of(tenant: Tenant | Row[*tuple[Any, ...]], settings: Settings) -> Limits:
-    """The tenant's limits, its own where set (``tenant``: the ORM object or a row of its limit columns)."""
+class LimitColumns(Protocol):
+    """A tenant's own limits, by name: the ORM object, or the row of ``_LOCKED_LIMITS``."""
+
+    @property
+    def max_open_uploads(self) -> int | None: ...
+    @property
+    def max_staged_bytes(self) -> int | None: ...
+    @property
+    def max_jobs_in_flight(self) -> int | None: ...
+    @property
+    def max_file_size(self) -> int | None: ...
+    @property
+    def retention_days(self) -> float | None: ...
+
+
+def limits_of(tenant: LimitColumns, settings: Settings) -> Limits:
+    """The tenant's limits, its own where set ."""
     def pick(own: Any, default: Any) -> Any:
         return default if own is None else own
 
@@ -72,8 +88,11 @@ def usage_of(session: Session, tenant_id: str) -> Usage:
 _JOBS = Base.metadata.tables["jobs"].c
 #: The tenant's jobs in flight: the only count starting jobs needs (built once). Also the first
 #: CTE of ``models.received_job``'s statement, which makes its own inserts depend on it.
+#: The statuses are written into the SQL, not bound: an IN of bound values is expanded by Core at
+#: each execution, which ``FastRead`` (that runs the received job's statement) does not do.
 IN_FLIGHT = select(func.count().label("in_flight")).where(
-    _JOBS.tenant_id == bindparam("tenant_id"), _JOBS.status.in_((jobs.QUEUED, jobs.PROCESSING))
+    _JOBS.tenant_id == bindparam("tenant_id"),
+    _JOBS.status.in_([literal_column(f"'{status}'") for status in (jobs.QUEUED, jobs.PROCESSING)]),
 )
 
 
@@ -88,8 +107,17 @@ _LOCKED_LIMITS = (
 )
 
 
-def _locked_tenant(session: Session, tenant_id: str) -> Row[*tuple[Any, ...]]:
-    return session.execute(_LOCKED_LIMITS, {"tenant_id": tenant_id}).one()
+_LOCKED_LIMITS_READ = FastRead(_LOCKED_LIMITS)
+
+
+def _locked_tenant(session: Session, tenant_id: str) -> Any:
+    """The tenant's row of limits, locked: on the session's driver connection (``FastRead``),
+    after what the session holds is flushed, as ``Session.execute`` would flush it first."""
+    session.flush()
+    row = _LOCKED_LIMITS_READ.within(session, tenant_id=tenant_id)
+    if row is None:
+        raise NoResultFound(f"tenant {tenant_id} is gone")
+    return row
 
 
 def _exceeded(quota: str, limit: int, used: int, message: str) -> QuotaExceeded:

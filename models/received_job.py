@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from models import job as jobs
 from models import job_events, quota
 from models import upload as uploads
+from models.fastread import FastRead
 from models.settings import Settings
 
 
@@ -93,6 +94,13 @@ def _statement(
     )
 
 
+@cache
+def _run(upload: tuple[str, ...], chunk: tuple[str, ...] | None, job: tuple[str, ...], reserving: bool) -> FastRead:
+    """The statement as a :class:`FastRead`: run on the session's driver connection, it costs the
+    web a third of what ``Session.execute`` did (an execution context and a result per request)."""
+    return FastRead(_statement(upload, chunk, job, reserving))
+
+
 def record_received_job(
     session: Session,
     tenant_id: str,
@@ -122,12 +130,12 @@ def record_received_job(
     if chunk_row is not None:
         params |= {f"c_{k}": v for k, v in chunk_row.items()}
     chunk = None if chunk_row is None else tuple(chunk_row)
-    statement = _statement(tuple(upload_row), chunk, tuple(job_row), reservation is not None)
+    statement = _run(tuple(upload_row), chunk, tuple(job_row), reservation is not None)
     if reservation is None:
-        session.execute(statement, params)
+        statement.within(session, **params)
         return received
     params |= {"tenant_id": tenant_id, "r_count": reservation.count, "r_limit": reservation.limits.jobs_in_flight}
-    in_flight, job_id, _ = session.execute(statement, params).one()
+    in_flight, job_id, _ = statement.within(session, **params)
     if job_id is None:
         quota.check_in_flight(reservation.limits, int(in_flight), reservation.count)  # raises: the same test
         raise AssertionError(f"{tenant_id}: jobs refused by the statement, admitted by check_in_flight")

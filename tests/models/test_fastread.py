@@ -9,7 +9,7 @@ from datetime import datetime
 import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
-from sqlalchemy import bindparam, exc, update
+from sqlalchemy import bindparam, exc, select, update
 
 from models import fastread
 from models import job as jobs
@@ -170,3 +170,10 @@ def test_a_column_left_to_a_python_default_is_refused() -> None:
     it once, as NULL: it must set the column itself."""
     with pytest.raises(ValueError, match="updated_at"):
         fastread.FastRead(update(jobs.JOBS).values(progress=bindparam("p")).returning(jobs.JOBS.c.id))
+
+
+def test_an_in_of_bound_values_is_refused() -> None:
+    """Core expands an IN of bound values into one parameter per value at each execution; the
+    prebuilt SQL would keep its placeholder and fail, or match nothing."""
+    with pytest.raises(ValueError, match="expanding IN"):
+        fastread.FastRead(select(jobs.JOBS.c.id).where(jobs.JOBS.c.status.in_((jobs.QUEUED, jobs.PROCESSING))))
