@@ -50,6 +50,7 @@ from bench.harness import (
     Api,
     ChuteStack,
     CpuAccount,
+    Profiler,
     Report,
     Row,
     RssSampler,
@@ -184,13 +185,17 @@ def batch_rate(stamps: Sequence[float], started: float) -> float:
 def saturation(bench: Bench, side: Side, mix: str, tag: str) -> tuple[Any, dict[str, Any]]:
     """Submit a batch with no worker running, start the worker, time the drain; (worker, figures)."""
     batch = items(mix, bench.args.jobs)
-    with CpuAccount({"web": side.web_pid}) as submit_cpu:
+    with Profiler(f"peers-{side.name}-{tag}-submit", side.web_pid), CpuAccount({"web": side.web_pid}) as submit_cpu:
         submitted = list(bench.pool.map(lambda item: bench.submit(side, item), batch))
     job_ids = [job_id for job_id, _ in submitted]
     worker = side.start_worker(tag)
     ready_at = time.monotonic()
     trees = {"web": side.web_pid, "worker": worker.process.pid, "moto": bench.moto_pid}
-    with RssSampler([side.web_pid, worker.process.pid]) as rss, CpuAccount(trees) as drain_cpu:
+    with (
+        Profiler(f"peers-{side.name}-{tag}-worker", worker.process.pid),
+        RssSampler([side.web_pid, worker.process.pid]) as rss,
+        CpuAccount(trees) as drain_cpu,
+    ):
         arrivals = bench.arrivals.wait(job_ids, timeout=60 + len(job_ids))
     cpu: dict[str, float] = {}
     for account in (submit_cpu, drain_cpu):
