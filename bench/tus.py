@@ -30,6 +30,7 @@ from typing import Any
 from bench.harness import (
     REPO,
     MiB,
+    Profiler,
     Report,
     Row,
     chute_stack,
@@ -152,10 +153,14 @@ def measure(args: argparse.Namespace) -> dict[tuple[str, int], list[float]]:
                 for parallel in modes:
                     log(f"tus: round {round_ + 1}/{args.rounds}, {server}, {args.size_mib} MiB over {parallel} conn, "
                         f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-                    if server == "peer" and parallel > 1:
-                        took = upload(endpoint, quarters, auth, 1)
-                    else:
-                        took = upload(endpoint, [path], auth, parallel)
+                    # Each upload starts with nothing dirty in the page cache: the file just written
+                    # (the first round) or what the other server left unsynced would otherwise be
+                    # written back during the upload, against whichever side runs then.
+                    os.sync()
+                    files, streams = (quarters, 1) if server == "peer" and parallel > 1 else ([path], parallel)
+                    profiled = Profiler(f"tus-{parallel}-{round_}", web.process.pid) if server == "chute" else None
+                    with profiled or contextlib.nullcontext():
+                        took = upload(endpoint, files, auth, streams)
                     seconds[(server, parallel)].append(took)
                     empty(leftovers)
     return seconds
