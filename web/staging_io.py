@@ -10,7 +10,6 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -107,64 +106,26 @@ def temp_path(directory: Path, stem: str) -> Path:
 def copy_body(stream: IO[bytes], writer: HashingWriter, limit: int) -> None:
     """Copy at most ``limit`` + 1 bytes (one more tells the caller the body was too long).
 
-    Reads into reused buffers: a fresh bytes object per block was a third of a chunk PUT's cost.
-    Once a body proves longer than one block, each block is hashed and written by a thread of the
-    copy's own while the next block is read (:func:`_copy_overlapped`).
+    Reads into one reused buffer: a fresh bytes object per block was a third of a chunk PUT's cost.
     """
+    buffer = bytearray(COPY_SIZE)
+    view = memoryview(buffer)
+    remaining = limit + 1
     readinto = getattr(stream, "readinto", None)
-    if readinto is None:
-        _copy_blocks(stream, writer, limit + 1)
-        return
-    view = memoryview(bytearray(COPY_SIZE))
-    count = readinto(view[: min(COPY_SIZE, limit + 1)])
-    if not count:
-        return
-    if count < COPY_SIZE or count > limit:  # all of it, or it arrives in pieces: no thread for it
-        writer.write(view[:count])
-        _copy_into(readinto, view, writer, limit + 1 - count)
-        return
-    _copy_overlapped(readinto, view, count, writer, limit + 1 - count)
-
-
-def _copy_blocks(stream: IO[bytes], writer: HashingWriter, remaining: int) -> None:
-    """A body that can only be ``read`` (a new bytes object per block)."""
-    while remaining > 0 and (block := stream.read(min(COPY_SIZE, remaining))):
-        writer.write(block)
-        remaining -= len(block)
-
-
-def _copy_into(readinto: Any, view: memoryview, writer: HashingWriter, remaining: int) -> None:
-    """Read a block, hash and write it, read the next: one buffer, one thread."""
-    while remaining > 0 and (count := readinto(view[: min(COPY_SIZE, remaining)])):
-        writer.write(view[:count])
-        remaining -= count
-
-
-def _copy_overlapped(readinto: Any, first: memoryview, count: int, writer: HashingWriter, remaining: int) -> None:
-    """The rest of a long body, its blocks read here while the one before is hashed and written.
-
-    Done one after the other, the request's thread waited on the socket for a third of a long
-    tus PATCH and hashed and wrote for the rest; the socket's ``recv``, ``hashlib`` and the file's
-    ``write`` all release the GIL, so on two threads they overlap. Two buffers take turns, and a
-    buffer is read into again only once its write has ended: memory stays two blocks whatever the
-    body's size, and the blocks reach the file and the hash in order. A write that fails (a full
-    disk) is raised here; when the read fails, the write in flight ends before the caller sees
-    the error and closes the file.
-    """
-    buffers = (first, memoryview(bytearray(COPY_SIZE)))
-    with ThreadPoolExecutor(1, thread_name_prefix="chute-body-write") as writes:
-        behind = writes.submit(writer.write, first[:count])
-        turn = 1
-        while remaining > 0:
-            view = buffers[turn]
-            count = readinto(view[: min(COPY_SIZE, remaining)])
-            behind.result()
+    while remaining > 0:
+        want = min(COPY_SIZE, remaining)
+        if readinto is not None:
+            count = readinto(view[:want])
             if not count:
-                return
-            behind = writes.submit(writer.write, view[:count])
-            remaining -= count
-            turn = 1 - turn
-        behind.result()
+                break
+            writer.write(view[:count])
+        else:
+            block = stream.read(want)
+            if not block:
+                break
+            count = len(block)
+            writer.write(block)
+        remaining -= count
 
 
 class SocketBody:
