@@ -478,6 +478,7 @@ def ingest(args: argparse.Namespace, report: Report) -> None:
     tus.add_rows(report, tus_args, seconds, prefix="ingest (tus) ")
     report.notes.append("ingest: chute's /v1/tus against @tus/server (npm), tus-js-client for both; "
                         + tus.PARALLEL_NOTE.format(n=tus_args.parallel))  # fmt: skip
+    report.notes.append("ingest: " + tus.DISK_NOTE)
 
 
 def rounds_table(rounds: dict[str, list[dict[str, Any]]]) -> str:
