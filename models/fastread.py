@@ -38,7 +38,7 @@ from typing import Any
 from psycopg import Connection as DriverConnection
 from psycopg import Cursor
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection, Select, Update
+from sqlalchemy import Connection, Insert, Select, Update
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -51,13 +51,13 @@ class FastRead:
     """A statement of at most one row, run on the driver's connection where that is PostgreSQL.
 
     Parameters:
-        statement: a Core select, or an update with RETURNING, whose parameters are named
-            ``bindparam``s.
+        statement: a Core select, or an update or insert with RETURNING, whose parameters are
+            named ``bindparam``s.
         writes: the statement changes rows: it commits by itself (autocommit on PostgreSQL, a
             transaction of its own elsewhere).
     """
 
-    def __init__(self, statement: Select[Any] | Update, *, writes: bool = False):
+    def __init__(self, statement: Select[Any] | Update | Insert, *, writes: bool = False):
         self.statement = statement
         self.writes = writes
         dialect = pg_psycopg.dialect()

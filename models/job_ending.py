@@ -41,7 +41,15 @@ _READ = select(*ENDING_COLUMNS).where(JOBS.c.id == bindparam("job_id")).with_for
 _EVENT = select(_events.c.id, _events.c.status, _events.c.attempts).where(
     _events.c.job_id == bindparam("job_id"), _events.c.type == bindparam("kind")
 )
-_ADD_EVENT = insert(_events)
+#: The columns an event is recorded with (every other one has a server default or is NULL).
+_EVENT_COLUMNS = ("id", "job_id", "tenant_id", "type", "url", "payload", "status", "attempts", "created_at")
+#: One insert, run on the session's driver connection (``FastRead.within``): through
+#: ``Session.execute`` it cost the notify stage a third of its database CPU.
+_ADD_EVENT = FastRead(
+    insert(_events)
+    .values({name: bindparam(name, type_=_events.c[name].type) for name in _EVENT_COLUMNS})
+    .returning(_events.c.id)
+)
 
 
 def complete_or_read(session: Session, job_id: str) -> tuple[Row[*tuple[Any, ...]] | None, bool]:
@@ -66,6 +74,5 @@ def find_event(session: Session, job_id: str, kind: str) -> tuple[str, bool] | N
 
 def add_event(session: Session, job: Row[*tuple[Any, ...]], kind: str, event_id: str, payload: str) -> None:
     """Record the job's ``kind`` event, pending its first attempt, with the exact body every attempt sends."""
-    values = {"id": event_id, "job_id": job.id, "tenant_id": job.tenant_id, "type": kind, "url": job.webhook_url,
-              "payload": payload, "status": PENDING, "attempts": 0, "created_at": utcnow()}  # fmt: skip
-    session.execute(_ADD_EVENT, values)
+    _ADD_EVENT.within(session, id=event_id, job_id=job.id, tenant_id=job.tenant_id, type=kind, url=job.webhook_url,
+                      payload=payload, status=PENDING, attempts=0, created_at=utcnow())  # fmt: skip
