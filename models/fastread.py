@@ -110,12 +110,15 @@ class FastRead:
 
     def within(self, session: Session, **params: Any) -> Any:
         """The row (or None), the statement run inside ``session``'s transaction: on its
-        connection's driver where that is psycopg, else through the session. The session commits
-        or rolls it back with the rest of its work, as any statement of its.
+        connection's driver where that is psycopg, else through the session. What the session
+        holds unflushed is flushed first (unless autoflush is off), and the session commits or
+        rolls the statement back with the rest of its work, as any statement of its.
 
         Raises:
             sqlalchemy.exc.DBAPIError: the database failed (OperationalError when unreachable).
         """
+        if session.autoflush:  # as Session.execute would: the statement sees the session's pending rows
+            session.flush()
         connection = session.connection()
         if connection.dialect.driver != "psycopg":
             return session.execute(self.statement, params).one_or_none()
@@ -124,6 +127,8 @@ class FastRead:
 
     def all_within(self, session: Session, **params: Any) -> list[Any]:
         """Every row, as :meth:`within` runs the statement (for a select of several rows)."""
+        if session.autoflush:
+            session.flush()
         connection = session.connection()
         if connection.dialect.driver != "psycopg":
             return list(session.execute(self.statement, params).all())

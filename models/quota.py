@@ -111,9 +111,7 @@ _LOCKED_LIMITS_READ = FastRead(_LOCKED_LIMITS)
 
 
 def _locked_tenant(session: Session, tenant_id: str) -> Any:
-    """The tenant's row of limits, locked: on the session's driver connection (``FastRead``),
-    after what the session holds is flushed, as ``Session.execute`` would flush it first."""
-    session.flush()
+    """The tenant's row of limits, locked, read on the session's driver connection (``FastRead``)."""
     row = _LOCKED_LIMITS_READ.within(session, tenant_id=tenant_id)
     if row is None:
         raise NoResultFound(f"tenant {tenant_id} is gone")

@@ -160,11 +160,10 @@ def create(body: UploadCreate) -> tuple[UploadCreated, int, dict[str, str]]:
 def put_chunk(upload_id: str, index: int, headers: ChunkHeaders) -> ChunkStored:
     """Stream one chunk to staging while hashing it; store it only if size and digest match."""
     declared = headers.sha256()
-    with read_scope() as session:
-        upload = uploads.get_upload(session, tenant_id(), upload_id)
-        uploads.ensure_chunked(upload)
-        uploads.ensure_receiving(upload)
-        expected = uploads.check_chunk_index(upload, index)
+    upload = uploads.chunk_target(tenant_id(), upload_id)
+    uploads.ensure_chunked(upload)
+    uploads.ensure_receiving(upload)
+    expected = uploads.check_chunk_index(upload, index)
     if request.content_length is not None and request.content_length != expected:
         raise Invalid(
             f"chunk {index} must be {expected} bytes, not {request.content_length}",
@@ -189,10 +188,10 @@ def put_chunk(upload_id: str, index: int, headers: ChunkHeaders) -> ChunkStored:
             )
         with session_scope() as session:
             # Under the upload's row lock, so a chunk cannot land after complete took the manifest.
-            upload = uploads.get_upload(session, tenant_id(), upload_id, for_update=True)
-            uploads.ensure_receiving(upload)
+            target = uploads.lock_chunk_target(session, tenant_id(), upload_id)
+            uploads.ensure_receiving(target)
             writer.finish(staging.chunk_path(settings().staging_dir, upload_id, index))
-            uploads.record_chunk(session, upload, index, writer.size, writer.sha256)
+            uploads.record_chunk(session, target, index, writer.size, writer.sha256)
     finally:
         if os.path.exists(writer.path):
             writer.discard()
