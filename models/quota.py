@@ -60,7 +60,7 @@ class LimitColumns(Protocol):
 
 
 def limits_of(tenant: LimitColumns, settings: Settings) -> Limits:
-    """The tenant's limits, its own where set ."""
+    """The tenant's limits, its own where set."""
     def pick(own: Any, default: Any) -> Any:
         return default if own is None else own
 

