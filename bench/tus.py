@@ -111,10 +111,12 @@ def split(path: Path, parts: int) -> list[Path]:
 
 
 def durable_copy(path: Path, directory: Path) -> float:
-    """Seconds to write ``path``'s bytes to a new file in ``directory`` and fsync it: what the disk
-    itself allows a server that makes an upload durable before answering (chute does; @tus/server
+    """Seconds to write ``path``'s bytes to a new file in ``directory`` and fsync it: the disk's own
+    rate for a file made durable, as chute makes an upload before its job starts (@tus/server
     leaves it in the page cache). Written back as it is written, as chute's staging files are
-    (``web.tus_store.ChecksumWriter``), so the fsync finds little left to do."""
+    (``web.tus_store.ChecksumWriter``). A reference, not a ceiling: this copy writes as fast as the
+    page cache takes it and then waits, while an upload paced by its network keeps the disk busy
+    as the bytes arrive."""
     from web.tus_store import SYNC_FILE_RANGE, SYNC_FILE_RANGE_WRITE, WRITEBACK_STEP
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -216,8 +218,8 @@ PARALLEL_NOTE = ("@tus/server has no concatenation: over {n} connections it gets
 
 
 #: What the disk row means.
-DISK_NOTE = ("disk = the file written to the staging disk and fsynced, once per round: the ceiling of an upload "
-             "made durable before its answer, as chute's is; @tus/server does not fsync")
+DISK_NOTE = ("disk = the file copied to the staging disk and fsynced, once per round: the disk's own durable "
+             "rate, for reference (chute makes an upload durable before its job starts; @tus/server does not fsync)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
