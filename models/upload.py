@@ -293,6 +293,8 @@ _WITH_MANIFEST = (
 )  # fmt: skip
 #: The two reads a stage run starts from, on the session's driver connection (``FastRead.all_within``).
 _MANIFEST_READ, _WITH_MANIFEST_READ = FastRead(_MANIFEST), FastRead(_WITH_MANIFEST)
+#: What extract reads for a kind it does not parse (a text file): the OCR mode alone.
+_OCR_MODE_READ = FastRead(_OCR_MODE)
 #: A chunk PUT's reads of its upload (parameters: tenant_id, upload_id), and its manifest row's write.
 _CHUNK_TARGET = select(_UPLOADS.id, _UPLOADS.status, _UPLOADS.expires_at, _UPLOADS.size, _UPLOADS.chunk_size,
                        _UPLOADS.chunk_count, _UPLOADS.offset).where(
@@ -330,7 +332,8 @@ def chunk_manifest(session: Session, upload_id: str) -> list[ChunkEntry]:
 
 def ocr_mode(session: Session, upload_id: str) -> str:
     """The OCR mode the upload asked for."""
-    return session.execute(_OCR_MODE, {"upload_id": upload_id}).scalar() or "auto"
+    row = _OCR_MODE_READ.within(session, upload_id=upload_id)
+    return (row.ocr if row is not None else None) or "auto"
 
 
 def staged_upload(session: Session, upload_id: str) -> StagedUpload | None:

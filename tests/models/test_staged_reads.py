@@ -45,4 +45,5 @@ def test_extract_reads_the_ocr_mode_with_the_manifest(settings: Settings, keys: 
         mode, manifest = uploads.ocr_mode_and_manifest(session, upload_id)
         assert (mode, manifest) == (uploads.ocr_mode(session, upload_id), uploads.chunk_manifest(session, upload_id))
         assert uploads.ocr_mode_and_manifest(session, "upl_none") == ("auto", [])
+        assert uploads.ocr_mode(session, "upl_none") == "auto"
     assert mode == "never" and [c.index for c in manifest] == [0, 1]
