@@ -193,8 +193,47 @@ def run_chute(args: argparse.Namespace, report: Report, stack: contextlib.ExitSt
         "rate": rate,
         "latency_rate": latency_rate,
         "latencies": latencies,
+        "steps": latency_steps(chute.database_url, starts, arrivals, side.kind_of_job),
         "peak_process_mib": sampler.peak_process_mib,
     }
+
+
+#: The job row's timestamps, in the order a job passes them (a step a kind skips takes 0 ms).
+STEP_COLUMNS = ("created_at", "enqueued_at", "started_at", "assembled_at", "uploaded_at", "extracted_at",
+                "completed_at")  # fmt: skip
+
+
+def latency_steps(database_url: str, starts: dict[str, float], arrivals: dict[str, tuple[float, str]],
+                  kind_of_job: dict[str, str]) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Where the latency jobs' time went: per kind, the median ms between the ``complete`` call,
+    each of the job row's timestamps and the webhook's arrival.
+
+    The row's times are the database's clock and the call's and the webhook's this process's:
+    both are this machine's, taken here as wall-clock time. ``started_at`` is the first stage's
+    start, so a later stage's step also holds the queue hop before it. ``enqueued_at`` is written
+    once the broker confirmed the publish, which may come after assemble started: that step can
+    be negative.
+    """
+    import psycopg
+
+    columns = ", ".join(f"extract(epoch from {name})" for name in STEP_COLUMNS)
+    url = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(f"SELECT id, {columns} FROM jobs WHERE id = ANY(%s)", (list(starts),)).fetchall()
+    wall = time.time() - time.monotonic()
+    names = ["complete", *(name.removesuffix("_at") for name in STEP_COLUMNS), "webhook"]
+    steps: dict[str, dict[str, list[float]]] = {}
+    for job_id, *stamps in rows:
+        times: list[float | None] = [starts[job_id] + wall, *(None if t is None else float(t) for t in stamps),
+                                     arrivals[job_id][0] + wall]  # fmt: skip
+        kind = steps.setdefault(kind_of_job[job_id], {})
+        last, since = 0, starts[job_id] + wall
+        for n, at in enumerate(times[1:], start=1):
+            if at is None:  # a step the job does not record: the next one counts from the last
+                continue
+            kind.setdefault(f"{names[last]}→{names[n]}", []).append((at - since) * 1000)
+            last, since = n, at
+    return {kind: {step: round(median(ms), 1) for step, ms in by_step.items()} for kind, by_step in steps.items()}
 
 
 def open_loop(
@@ -354,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             noop_latencies = ceiling_latency(ceiling, args.latency_jobs, chute["latency_rate"])
     lat = chute["latencies"]
     report.settings["latency_rate_per_s"] = round(chute["latency_rate"], 2)
+    report.settings["latency_steps_p50_ms"] = chute["steps"]
     report.settings["noop_cpu_ms_per_job"] = ceiling["cpu_ms_per_job"]
     report.add(
         Row("saturation", chute["rate"], ceiling["rate"], "jobs/s", target=THROUGHPUT_TARGET),
@@ -373,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.notes.append(
         f"latency at {chute['latency_rate']:.1f} jobs/s: complete call → webhook (chute), publish → last actor (no-op)"
     )
+    for kind, steps in chute["steps"].items():
+        report.notes.append(f"{kind} jobs, p50 of each step (ms): " + ", ".join(f"{k} {v:g}" for k, v in steps.items()))
     report.emit(args.json_only)
     return 0
 
