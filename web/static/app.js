@@ -599,6 +599,7 @@ async function loadJobs(reset) {
     const page = await api("GET", `/v1/jobs?${query}`);
     if (listing !== list.listing) return; // the list was reset meanwhile: its own request fills it
     for (const job of page.jobs) {
+      if (list.rows.has(job.job_id)) continue; // shown live while the page was in flight, and kept current
       const row = jobRow(job);
       list.rows.set(job.job_id, row);
       $("job-rows").append(row);
@@ -613,20 +614,31 @@ async function loadJobs(reset) {
 }
 
 const notListed = new Set(); // jobs older than the list's first page: they show on a reload
+// Jobs being fetched to join the list → the newest event seen for each meanwhile. A job moves
+// through its stages faster than one GET: the events that arrive during the fetch are applied
+// once its row exists, so the row ends where the job did (they were dropped before).
+const joining = new Map();
 
 async function applyToList(type, event) {
   if (!list.loaded || notListed.has(event.job_id)) return;
+  if (joining.has(event.job_id)) { joining.set(event.job_id, event); return; }
   const row = list.rows.get(event.job_id);
   if (!row) {
     if (list.status && list.status !== event.status) return;
+    joining.set(event.job_id, event);
     const job = await api("GET", `/v1/jobs/${event.job_id}`).catch(() => null);
-    if (!job || list.rows.has(job.job_id)) return;
-    const newest = $("job-rows").firstElementChild;
-    if (newest && newest.job.created_at > job.created_at) { notListed.add(job.job_id); return; }
-    const fresh = jobRow(job);
-    list.rows.set(job.job_id, fresh);
-    $("job-rows").prepend(fresh);
-    $("jobs-empty").hidden = true;
+    const latest = joining.get(event.job_id);
+    joining.delete(event.job_id);
+    if (!job) return;
+    if (!list.rows.has(job.job_id)) { // (else a page of the list brought it meanwhile)
+      const newest = $("job-rows").firstElementChild;
+      if (newest && newest.job.created_at > job.created_at) { notListed.add(job.job_id); return; }
+      const fresh = jobRow(job);
+      list.rows.set(job.job_id, fresh);
+      $("job-rows").prepend(fresh);
+      $("jobs-empty").hidden = true;
+    }
+    if (latest !== event) applyToList(type, latest); // what happened to the job during the fetch
     return;
   }
   if (list.status && list.status !== event.status) {
