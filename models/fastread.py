@@ -117,9 +117,7 @@ class FastRead:
         Raises:
             sqlalchemy.exc.DBAPIError: the database failed (OperationalError when unreachable).
         """
-        if session.autoflush:  # as Session.execute would: the statement sees the session's pending rows
-            session.flush()
-        connection = session.connection()
+        connection = _flushed(session)
         if connection.dialect.driver != "psycopg":
             return session.execute(self.statement, params).one_or_none()
         rows = _fetch_within(connection, self.sql, self._values(params), self.row_type, every=False)
@@ -127,12 +125,18 @@ class FastRead:
 
     def all_within(self, session: Session, **params: Any) -> list[Any]:
         """Every row, as :meth:`within` runs the statement (for a select of several rows)."""
-        if session.autoflush:
-            session.flush()
-        connection = session.connection()
+        connection = _flushed(session)
         if connection.dialect.driver != "psycopg":
             return list(session.execute(self.statement, params).all())
         return _fetch_within(connection, self.sql, self._values(params), self.row_type, every=True)
+
+
+def _flushed(session: Session) -> Connection:
+    """The session's connection, once what it holds unflushed is written (unless autoflush is
+    off), as ``Session.execute`` would do it: the statement sees the session's pending rows."""
+    if session.autoflush:
+        session.flush()
+    return session.connection()
 
 
 #: Where a pooled connection keeps its cursor for these reads (the pool's per-connection ``info``,
