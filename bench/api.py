@@ -8,6 +8,10 @@ uploads × 16 chunks (a PUT re-sends a chunk, which replaces it).
 Ceiling: :mod:`bench.bare_app` under the same gunicorn command line: the same routes, the
 same job JSON from memory, the chunk body read and dropped.
 
+Floor of the read: a second ``chute web`` of this tree on the same database, whose status read
+of the finished job is answered from memory after the first (:mod:`bench.status_floor`), GETs
+only: what chute's GET costs without its PostgreSQL round trip, everything else unchanged.
+
 Load: ``wrk`` (or the Python fallback of :mod:`bench.loadgen`) in a second process, closed
 loop over 16 keep-alive connections (one per server thread), after a short warm-up; chute and
 the bare app alternate over ``--rounds`` rounds and every figure is the median.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -32,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen
+from bench import loadgen, status_floor
 from bench.harness import (
     REPO,
     Api,
@@ -143,6 +148,8 @@ class Target:
     key: str = ""
     job_id: str = ""
     paths: tuple[str, ...] = ()
+    #: The chute's processes' environment (None: the bare app).
+    chute: ChuteStack | None = None
 
 
 def start_chute(stack: contextlib.ExitStack, root: Path, name: str, repo: Path, args: argparse.Namespace) -> Target:
@@ -155,7 +162,17 @@ def start_chute(stack: contextlib.ExitStack, root: Path, name: str, repo: Path, 
     key = issue_api_key(chute.env, "bench", repo)["api_key"]
     api = Api(base_url, key)
     job_id = completed_job(stack, chute, api)
-    return Target(name, base_url, web.process.pid, key, job_id, tuple(chunk_targets(api)))
+    return Target(name, base_url, web.process.pid, key, job_id, tuple(chunk_targets(api)), chute)
+
+
+def start_floor(stack: contextlib.ExitStack, chute: Target, args: argparse.Namespace) -> Target:
+    """A second ``chute web`` of this tree on the same database whose status read of a finished
+    job is answered from memory (:mod:`bench.status_floor`): GETs only, of the same job."""
+    assert chute.chute is not None
+    env = {**chute.chute.env, "GUNICORN_CMD_ARGS": status_floor.GUNICORN_CMD_ARGS}
+    floor_stack = dataclasses.replace(chute.chute, env=env)
+    web, base_url = start_web(stack, floor_stack, workers=args.web_workers, threads=args.web_threads, name="web-floor")
+    return Target("floor", base_url, web.process.pid, chute.key, chute.job_id)
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -217,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             targets.append(start_chute(stack, root, "before", args.compare_with, args))
         chute = start_chute(stack, root, "chute", REPO, args)
         targets.append(chute)
+        targets.append(start_floor(stack, chute, args))
         job_json = Api(chute.base_url, chute.key).call("GET", f"/v1/jobs/{chute.job_id}")
         (root / "job.json").write_text(json.dumps(job_json))
 
@@ -235,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The bare app takes any key and serves the same paths: chute's job id and chunk targets.
         targets.append(Target("bare", bare_url, bare.process.pid, chute.key, chute.job_id, chute.paths))
 
-        # Rounds alternate the servers (before, chute, bare, before, chute, …), so a burst of load
+        # Rounds alternate the servers (before, chute, floor, bare, before, chute, …), so a burst of load
         # from elsewhere on a shared machine hits each; each figure is the median over the rounds.
         rounds: dict[str, list[dict[str, Any]]] = {}
         for n in range(args.rounds):
@@ -244,12 +262,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 put_headers = {**auth, "Content-Digest": digest, "Content-Type": "application/octet-stream"}
                 job = [f"/v1/jobs/{target.job_id}"]
                 get = drive(f"{target.name}-get-{n}", target.base_url, "GET", job, auth, b"", args, root, target.pid)
+                rounds.setdefault(f"{target.name}_get", []).append(get)
+                if not target.paths:  # the floor: its GET is all it is for
+                    continue
                 put = drive(f"{target.name}-put-{n}", target.base_url, "PUT", list(target.paths), put_headers, body,
                             args, root, target.pid)  # fmt: skip
                 # chute's PUTs leave ~300 MiB of chunks to write back, the bare app's none: flushed
                 # here, outside any measurement, the writeback does not fall on the next server's GETs.
                 os.sync()
-                rounds.setdefault(f"{target.name}_get", []).append(get)
                 rounds.setdefault(f"{target.name}_put", []).append(put)
         results = {name: _median_result(runs) for name, runs in rounds.items()}
 
@@ -268,6 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.add(
             Row(f"{label} p99", chute_r["p99_ms"], bare_r["p99_ms"], "ms"), f"{what}_p99_ms", f"bare_{what}_p99_ms"
         )
+    floor, bare_get = results["floor_get"], results["bare_get"]
+    report.add(Row("GET /v1/jobs/{id} req/s, its read from memory", floor["requests_per_s"], bare_get["requests_per_s"],
+                   "req/s"), "floor_get_requests_per_s", "bare_get_requests_per_s")  # fmt: skip
+    report.notes.append(
+        "read from memory: a second chute web of this tree whose status read of the (finished) job is answered "
+        "from memory after the first (bench/status_floor.py): the GET without its PostgreSQL round trip, "
+        "for comparison only"
+    )
     if args.compare_with is not None:
         compare(report, results)
     for name, result in results.items():
