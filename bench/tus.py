@@ -222,6 +222,21 @@ DISK_NOTE = ("disk = the file copied to the staging disk and fsynced, once per r
              "rate, for reference (chute makes an upload durable before its job starts; @tus/server does not fsync)")
 
 
+#: Slowest over fastest round of the disk row past which the report warns that the disk itself
+#: changed speed during the run (a VM's disk that has used up its write budget, for one).
+DISK_SWING = 2.0
+
+
+def disk_swing_note(seconds: dict[tuple[str, int], list[float]]) -> str | None:
+    """A warning when the disk's durable write took much longer in one round than in another:
+    the rounds then measured different disks, and their medians compare little."""
+    rounds = seconds.get(("disk", 1)) or []
+    if len(rounds) < 2 or min(rounds) <= 0 or max(rounds) / min(rounds) < DISK_SWING:
+        return None
+    return (f"the disk's own durable write took {min(rounds):.2f}–{max(rounds):.2f} s per round: the disk changed "
+            "speed during the run (a VM's disk past its write budget does), so these rounds are not alike")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(list(argv or []))
     missing = node_missing()
@@ -249,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.notes.append("ceiling = @tus/server (npm) measured in the same run; ratio = chute / @tus/server")
     report.notes.append(PARALLEL_NOTE.format(n=args.parallel))
     report.notes.append(DISK_NOTE)
+    swing = disk_swing_note(seconds)
+    if swing is not None:
+        report.notes.append(swing)
     report.emit(args.json_only)
     return 0
 

@@ -1,0 +1,21 @@
+"""The benchmarks' own judgements of a run, on figures given here (no benchmark is run)."""
+
+from __future__ import annotations
+
+from bench.tus import disk_swing_note
+
+
+def test_a_disk_that_kept_its_speed_gets_no_warning() -> None:
+    assert disk_swing_note({("disk", 1): [0.49, 0.37, 0.45]}) is None
+
+
+def test_a_disk_that_slowed_down_during_the_run_is_named() -> None:
+    # The rounds of a run whose disk ran out of its write budget (bench/README, ninth session).
+    note = disk_swing_note({("disk", 1): [68.75, 22.19, 37.41]})
+    assert note is not None
+    assert "22.19–68.75 s per round" in note
+
+
+def test_one_round_or_none_says_nothing() -> None:
+    assert disk_swing_note({("disk", 1): [3.0]}) is None
+    assert disk_swing_note({("chute", 1): [1.0, 9.0]}) is None
