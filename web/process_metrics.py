@@ -41,6 +41,12 @@ def claim(metrics_dir: str, name: str) -> Path | None:
     The lock's file descriptor is left open and inheritable on purpose: it lives as long as
     this process and whatever it ``exec``s.
     """
+    held = _lock(metrics_dir, name)
+    return None if held is None else _keep(*held)
+
+
+def _lock(metrics_dir: str, name: str) -> tuple[int, Path] | None:
+    """The lock of ``{metrics_dir}/{name}`` (its descriptor) and that directory, or None if held."""
     root = Path(metrics_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9.-]+", "-", name)
@@ -50,8 +56,12 @@ def claim(metrics_dir: str, name: str) -> Path | None:
     except BlockingIOError:
         os.close(lock_fd)
         return None
+    return lock_fd, root / name
+
+
+def _keep(lock_fd: int, directory: Path) -> Path:
+    """Keep a taken lock for this process and what it ``exec``s, and empty its directory."""
     os.set_inheritable(lock_fd, True)
-    directory = root / name
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir()
     return directory
@@ -64,9 +74,13 @@ def worker_exporter(metrics_dir: str, host: str, first_port: int) -> tuple[int, 
         RuntimeError: no free port in ``PORT_SEARCH`` tries.
     """
     for port in range(first_port, first_port + PORT_SEARCH):
-        if not _bindable(host, port):
+        # The lock first, then the port: a worker starting at the same moment as another never
+        # binds, even for a test, a port the other has claimed and its exporter is about to bind.
+        held = _lock(metrics_dir, f"worker-{port}")
+        if held is None:
             continue
-        directory = claim(metrics_dir, f"worker-{port}")
-        if directory is not None:
-            return port, directory
+        if not _bindable(host, port):  # something else on this host listens there
+            os.close(held[0])
+            continue
+        return port, _keep(*held)
     raise RuntimeError(f"no free metrics port in {first_port}..{first_port + PORT_SEARCH - 1} on {host}")
