@@ -237,6 +237,12 @@ def disk_swing_note(seconds: dict[tuple[str, int], list[float]]) -> str | None:
             "speed during the run (a VM's disk past its write budget does), so these rounds are not alike")
 
 
+def disk_notes(seconds: dict[tuple[str, int], list[float]]) -> list[str]:
+    """What the report says of the disk row: what it means, and whether the disk held its speed."""
+    swing = disk_swing_note(seconds)
+    return [DISK_NOTE] if swing is None else [DISK_NOTE, swing]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(list(argv or []))
     missing = node_missing()
@@ -263,10 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_rows(report, args, seconds)
     report.notes.append("ceiling = @tus/server (npm) measured in the same run; ratio = chute / @tus/server")
     report.notes.append(PARALLEL_NOTE.format(n=args.parallel))
-    report.notes.append(DISK_NOTE)
-    swing = disk_swing_note(seconds)
-    if swing is not None:
-        report.notes.append(swing)
+    report.notes.extend(disk_notes(seconds))
     report.emit(args.json_only)
     return 0
 

@@ -478,10 +478,7 @@ def ingest(args: argparse.Namespace, report: Report) -> None:
     tus.add_rows(report, tus_args, seconds, prefix="ingest (tus) ")
     report.notes.append("ingest: chute's /v1/tus against @tus/server (npm), tus-js-client for both; "
                         + tus.PARALLEL_NOTE.format(n=tus_args.parallel))  # fmt: skip
-    report.notes.append("ingest: " + tus.DISK_NOTE)
-    swing = tus.disk_swing_note(seconds)
-    if swing is not None:
-        report.notes.append("ingest: " + swing)
+    report.notes.extend("ingest: " + note for note in tus.disk_notes(seconds))
 
 
 def rounds_table(rounds: dict[str, list[dict[str, Any]]]) -> str:
