@@ -29,6 +29,7 @@ from PIL import Image
 
 from actors.extraction.budget import PHASES, set_phase_listener
 from actors.extraction.dispatch import extract_in_process
+from actors.extraction.heap import reuse_freed_buffers
 from actors.extraction.limits import ExtractLimits
 from models.errors import FileRejected
 
@@ -87,6 +88,7 @@ def confine(limits: ExtractLimits) -> None:
     _set_limit(resource.RLIMIT_CPU, lifetime_cpu, hard=lifetime_cpu + 1)
     _set_limit(resource.RLIMIT_FSIZE, MAX_OUTPUT_FILE_BYTES)
     _set_limit(resource.RLIMIT_CORE, 0)
+    reuse_freed_buffers()  # each file's image buffers are the next one's, not mapped afresh
     # Pillow warns between its limit and twice it, errors above: make both ours, and both errors.
     warnings.simplefilter("error")
     # pypdf and pdfminer log every robustness fix on malformed files; hostile files make that a flood.
