@@ -1,8 +1,8 @@
 """Where staged bytes live on the disk shared by the web and the workers.
 
-    {staging_dir}/uploads/{upload_id}/{index:06d}.chunk   received chunks
-    {staging_dir}/work/{job_id}/{run_id}/                  scratch space of one extract run
-    {staging_dir}/incoming/                                bodies of POST /v1/jobs being received
+{staging_dir}/uploads/{upload_id}/{index:06d}.chunk   received chunks
+{staging_dir}/work/{job_id}/{run_id}/                  scratch space of one extract run
+{staging_dir}/incoming/                                bodies of POST /v1/jobs being received
 """
 
 from __future__ import annotations
@@ -64,17 +64,20 @@ def remove_upload(staging_dir: str | Path, upload_id: str) -> None:
 
 
 def sync_upload(staging_dir: str | Path, upload_id: str) -> None:
-    """fsync an upload's chunk files and their directory: the chunks survive a crash from here on."""
+    """fsync an upload's chunk files, their directory and its entry in ``uploads/``: from here on
+    the chunks survive a crash under the names the job reads (a file's own fsync does not make
+    its name durable, nor a new directory's)."""
     directory = upload_dir(staging_dir, upload_id)
     if not directory.exists():
         return
     for path in directory.glob("*.chunk"):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fd = os.open(directory, os.O_RDONLY)
+        _fsync(path)
+    _fsync(directory)
+    _fsync(directory.parent)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

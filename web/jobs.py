@@ -134,8 +134,9 @@ def create_batch() -> tuple[BatchCreated, int]:
                 # file's rows (one statement on PostgreSQL):
                 reservation = received_job.Reservation(limits, len(parts)) if n == 0 else None
                 received = received_job.record_received_job(session, tenant_id(), cfg, arrival, reservation)
-                if writer.size:
-                    writer.finish(staging.chunk_path(cfg.staging_dir, received.id, 0), durable=True)
+                if writer.size:  # durable, name and all, before the job's row commits
+                    writer.finish(staging.chunk_path(cfg.staging_dir, received.id, 0))
+                    staging.sync_upload(cfg.staging_dir, received.id)
                 else:
                     writer.discard()
                 created.append((job_id, received.id, received.filename))

@@ -77,17 +77,16 @@ class HashingWriter:
     def sha256(self) -> str:
         return self.digest.hexdigest()
 
-    def finish(self, target: Path, *, durable: bool = False) -> None:
-        """Move the bytes to ``target`` atomically; ``durable`` also fsyncs them first.
+    def finish(self, target: Path) -> None:
+        """Move the bytes to ``target`` atomically, not yet durably.
 
-        Chunks are not fsynced one by one: ``complete`` syncs an upload's chunks once, before
-        its job exists (an fsync per 8 MiB chunk costs a third of the ingest rate).
+        Chunks are not fsynced one by one: before a job exists, ``models.staging.sync_upload``
+        syncs its upload's chunks and their names once (an fsync per 8 MiB chunk costs a third of
+        the ingest rate).
         """
         with staging_space():
             if not self.file.closed:
                 self.file.flush()
-                if durable:
-                    os.fsync(self.file.fileno())
                 self.file.close()
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.path, target)
