@@ -1,8 +1,8 @@
 """Where staged bytes live on the disk shared by the web and the workers.
 
-{staging_dir}/uploads/{upload_id}/{index:06d}.chunk   received chunks
-{staging_dir}/work/{job_id}/{run_id}/                  scratch space of one extract run
-{staging_dir}/incoming/                                bodies of POST /v1/jobs being received
+    {staging_dir}/uploads/{upload_id}/{index:06d}.chunk   received chunks
+    {staging_dir}/work/{job_id}/{run_id}/                  scratch space of one extract run
+    {staging_dir}/incoming/                                bodies of POST /v1/jobs being received
 """
 
 from __future__ import annotations
