@@ -81,6 +81,8 @@ STATUS_TARGET = 0.7
 STATUS_BARE_TARGET = 0.5
 #: Peak RSS of any chute process, MiB (the pipeline, ingest and store benchmarks check it too).
 RSS_LIMIT = 150
+#: A server whose fastest status GET round ran this many times its slowest is named in a note.
+STATUS_SWING = 2.0
 #: Client threads submitting jobs (the web has 2 × 8 threads).
 CLIENT_THREADS = 8
 #: The files, by kind: (name extension, content type).
@@ -452,10 +454,22 @@ def fill(report: Report, rounds: dict[str, list[dict[str, Any]]], args: argparse
     for name, result in status.items():
         if result["errors"]:
             report.notes.append(f"{name} status GET: {result['errors']} errors (non-2xx or socket)")
+        swing = status_swing_note(name, [r["requests_per_s"] for r in rounds[f"{name}_status"]])
+        if swing is not None:
+            report.notes.append(swing)
     report.notes.append(
         "medians over alternating rounds; latency is submit → webhook; CPU per job is the mixed batch's "
         "(submission + drain); the status GET is of a completed JPEG job"
     )
+
+
+def status_swing_note(name: str, rates: Sequence[float]) -> str | None:
+    """A warning when one server's status GET ran far faster in one round than in another: its
+    median then stands for no round, and a ratio made of it says little (a target "met" too)."""
+    if len(rates) < 2 or min(rates) <= 0 or max(rates) / min(rates) < STATUS_SWING:
+        return None
+    return (f"{name} status GET: {min(rates):,.0f}–{max(rates):,.0f} req/s across rounds, with the same code: "
+            "its median stands for no round, so the ratios made of it say little")
 
 
 def ingest(args: argparse.Namespace, report: Report) -> None:
