@@ -89,7 +89,8 @@ _JOBS = Base.metadata.tables["jobs"].c
 #: The tenant's jobs in flight: the only count starting jobs needs (built once). Also the first
 #: CTE of ``models.received_job``'s statement, which makes its own inserts depend on it.
 #: The statuses are written into the SQL, not bound: an IN of bound values is expanded by Core at
-#: each execution, which ``FastRead`` (that runs the received job's statement) does not do.
+#: each execution, which ``FastRead`` (that runs the received job's statement) does not do; and
+#: the planner can then read the count off the partial index ``ix_jobs_in_flight`` alone.
 IN_FLIGHT = select(func.count().label("in_flight")).where(
     _JOBS.tenant_id == bindparam("tenant_id"),
     _JOBS.status.in_([literal_column(f"'{status}'") for status in (jobs.QUEUED, jobs.PROCESSING)]),
