@@ -73,16 +73,18 @@ def limits_of(tenant: LimitColumns, settings: Settings) -> Limits:
     )
 
 
+#: The tenant's open uploads and the bytes they declared. The status is written into the SQL, not
+#: bound, so that every plan, a prepared statement's generic one too, can read the partial index
+#: ``ix_uploads_open`` alone (a bound value does not prove the index's condition).
+OPEN_UPLOADS = select(func.count(), func.coalesce(func.sum(uploads.Upload.size), 0)).where(
+    uploads.Upload.tenant_id == bindparam("tenant_id"),
+    uploads.Upload.status == literal_column(f"'{uploads.RECEIVING}'"),
+)
+
+
 def usage_of(session: Session, tenant_id: str) -> Usage:
-    open_count, staged = session.execute(
-        select(func.count(), func.coalesce(func.sum(uploads.Upload.size), 0)).where(
-            uploads.Upload.tenant_id == tenant_id, uploads.Upload.status == uploads.RECEIVING
-        )
-    ).one()
-    in_flight = session.scalar(
-        select(func.count()).where(jobs.Job.tenant_id == tenant_id, jobs.Job.status.in_((jobs.QUEUED, jobs.PROCESSING)))
-    )
-    return Usage(open_uploads=int(open_count), staged_bytes=int(staged), jobs_in_flight=int(in_flight or 0))
+    open_count, staged = session.execute(OPEN_UPLOADS, {"tenant_id": tenant_id}).one()
+    return Usage(open_uploads=int(open_count), staged_bytes=int(staged), jobs_in_flight=in_flight(session, tenant_id))
 
 
 _JOBS = Base.metadata.tables["jobs"].c

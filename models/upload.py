@@ -8,7 +8,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, bindparam, false, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    false,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -23,6 +37,8 @@ from models.staging import EXTRACTED_KINDS
 
 #: Upload states.
 RECEIVING, COMPLETE, EXPIRED, CANCELLED = "receiving", "complete", "expired", "cancelled"
+#: An open upload, as SQL (the partial index ``ix_uploads_open`` and the quota's count).
+OPEN_SQL = f"status = '{RECEIVING}'"
 
 #: More chunks than this is a client bug, not a file.
 MAX_CHUNKS = 100_000
@@ -65,6 +81,13 @@ class Upload(Base):
     credential_id: Mapped[str | None] = mapped_column(String(40), index=True)
     #: Types the file's bytes may be (the token's scope), checked once the type is detected.
     allowed_types: Mapped[list[Any] | None]
+
+    #: Every upload's creation counts the tenant's open uploads and their bytes (``models.quota``):
+    #: with only the tenant's and the status's indexes, that read every open upload of every
+    #: tenant. This one holds the open uploads only, so it reads the tenant's own.
+    __table_args__ = (
+        Index("ix_uploads_open", "tenant_id", postgresql_where=text(OPEN_SQL), sqlite_where=text(OPEN_SQL)),
+    )
 
     @property
     def is_tus(self) -> bool:
