@@ -49,7 +49,8 @@ from models.upload import COMPLETE, ReceivedFile, Upload
 
 #: Job states.
 QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED = "queued", "processing", "completed", "failed", "cancelled"
-#: A job in flight, as SQL (the partial index ``ix_jobs_in_flight`` and the quota's count).
+#: A job in flight, as SQL: the condition of the partial index ``ix_jobs_in_flight``, which
+#: ``models.quota.IN_FLIGHT`` writes into its own SQL too, so that its plans can use the index.
 IN_FLIGHT_SQL = f"status IN ('{QUEUED}', '{PROCESSING}')"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 
