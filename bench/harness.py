@@ -68,6 +68,12 @@ def steady_rate(stamps: Sequence[float], low: float = 0.1, high: float = 0.9) ->
     return (j - i) / span if span > 0 else math.nan
 
 
+def swung(values: Sequence[float], factor: float) -> bool:
+    """Whether the largest of some rounds' figures is ``factor`` times the smallest or more: the
+    rounds then measured different conditions, and their median stands for none of them."""
+    return len(values) >= 2 and min(values) > 0 and max(values) / min(values) >= factor
+
+
 def ratio(value: float, ceiling: float) -> float:
     return value / ceiling if ceiling and not math.isnan(ceiling) else math.nan
 

@@ -40,6 +40,7 @@ from bench.harness import (
     services_available,
     start_service,
     start_web,
+    swung,
     workdir,
 )
 
@@ -231,7 +232,7 @@ def disk_swing_note(seconds: dict[tuple[str, int], list[float]]) -> str | None:
     """A warning when the disk's durable write took much longer in one round than in another:
     the rounds then measured different disks, and their medians compare little."""
     rounds = seconds.get(("disk", 1)) or []
-    if len(rounds) < 2 or min(rounds) <= 0 or max(rounds) / min(rounds) < DISK_SWING:
+    if not swung(rounds, DISK_SWING):
         return None
     return (f"the disk's own durable write took {min(rounds):.2f}–{max(rounds):.2f} s per round: the disk changed "
             "speed during the run (a VM's disk past its write budget does), so these rounds are not alike")

@@ -49,8 +49,8 @@ from models.upload import COMPLETE, ReceivedFile, Upload
 
 #: Job states.
 QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED = "queued", "processing", "completed", "failed", "cancelled"
-#: A job in flight, as SQL: the condition of the partial index ``ix_jobs_in_flight``, which
-#: ``models.quota.IN_FLIGHT`` writes into its own SQL too, so that its plans can use the index.
+#: A job in flight, as SQL: the condition of the partial index ``ix_jobs_in_flight`` and of the
+#: count that reads it (``models.quota.IN_FLIGHT``), the same text so that its plans can use it.
 IN_FLIGHT_SQL = f"status IN ('{QUEUED}', '{PROCESSING}')"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 

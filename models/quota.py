@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
@@ -73,12 +73,11 @@ def limits_of(tenant: LimitColumns, settings: Settings) -> Limits:
     )
 
 
-#: The tenant's open uploads and the bytes they declared. The status is written into the SQL, not
-#: bound, so that every plan, a prepared statement's generic one too, can read the partial index
-#: ``ix_uploads_open`` alone (a bound value does not prove the index's condition).
+#: The tenant's open uploads and the bytes they declared. The condition is the partial index
+#: ``ix_uploads_open``'s own SQL, not a bound status, so that every plan, a prepared statement's
+#: generic one too, can read that index alone (a bound value does not prove the index's condition).
 OPEN_UPLOADS = select(func.count(), func.coalesce(func.sum(uploads.Upload.size), 0)).where(
-    uploads.Upload.tenant_id == bindparam("tenant_id"),
-    uploads.Upload.status == literal_column(f"'{uploads.RECEIVING}'"),
+    uploads.Upload.tenant_id == bindparam("tenant_id"), text(uploads.OPEN_SQL)
 )
 
 
@@ -90,12 +89,11 @@ def usage_of(session: Session, tenant_id: str) -> Usage:
 _JOBS = Base.metadata.tables["jobs"].c
 #: The tenant's jobs in flight: the only count starting jobs needs (built once). Also the first
 #: CTE of ``models.received_job``'s statement, which makes its own inserts depend on it.
-#: The statuses are written into the SQL, not bound: an IN of bound values is expanded by Core at
-#: each execution, which ``FastRead`` (that runs the received job's statement) does not do; and
-#: the planner can then read the count off the partial index ``ix_jobs_in_flight`` alone.
+#: The condition is the partial index ``ix_jobs_in_flight``'s own SQL, not bound statuses: an IN
+#: of bound values is expanded by Core at each execution, which ``FastRead`` (that runs the
+#: received job's statement) does not do; and the planner can read the count off that index alone.
 IN_FLIGHT = select(func.count().label("in_flight")).where(
-    _JOBS.tenant_id == bindparam("tenant_id"),
-    _JOBS.status.in_([literal_column(f"'{status}'") for status in (jobs.QUEUED, jobs.PROCESSING)]),
+    _JOBS.tenant_id == bindparam("tenant_id"), text(jobs.IN_FLIGHT_SQL)
 )
 
 

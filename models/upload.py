@@ -37,8 +37,8 @@ from models.staging import EXTRACTED_KINDS
 
 #: Upload states.
 RECEIVING, COMPLETE, EXPIRED, CANCELLED = "receiving", "complete", "expired", "cancelled"
-#: An open upload, as SQL: the condition of the partial index ``ix_uploads_open``, which
-#: ``models.quota.OPEN_UPLOADS`` writes into its own SQL too, so that its plans can use the index.
+#: An open upload, as SQL: the condition of the partial index ``ix_uploads_open`` and of the
+#: count that reads it (``models.quota.OPEN_UPLOADS``), the same text so that its plans can use it.
 OPEN_SQL = f"status = '{RECEIVING}'"
 
 #: More chunks than this is a client bug, not a file.

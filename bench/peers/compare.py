@@ -65,6 +65,7 @@ from bench.harness import (
     start_web,
     start_worker,
     steady_rate,
+    swung,
     workdir,
 )
 from bench.pipeline import jpeg_file, open_loop, text_file
@@ -466,7 +467,7 @@ def fill(report: Report, rounds: dict[str, list[dict[str, Any]]], args: argparse
 def status_swing_note(name: str, rates: Sequence[float]) -> str | None:
     """A warning when one server's status GET ran far faster in one round than in another: its
     median then stands for no round, and a ratio made of it says little (a target "met" too)."""
-    if len(rates) < 2 or min(rates) <= 0 or max(rates) / min(rates) < STATUS_SWING:
+    if not swung(rates, STATUS_SWING):
         return None
     return (f"{name} status GET: {min(rates):,.0f}–{max(rates):,.0f} req/s across rounds, with the same code: "
             "its median stands for no round, so the ratios made of it say little")

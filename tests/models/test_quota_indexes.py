@@ -11,22 +11,32 @@ from sqlalchemy.dialects import postgresql
 from models import quota
 from models.db import database, session_scope
 
-#: Jobs written past the foreign keys (``session_replication_role``): in flight up to ``in_flight``.
+#: Jobs written past the foreign keys (``session_replication_role``): in flight up to ``live``.
 JOBS = """
 INSERT INTO jobs (id, tenant_id, upload_id, filename, size, status, progress, attempts, stage_attempts,
                   run_isolated, lost_runs, crashes, created_at, updated_at)
 SELECT 'job_' || :tenant || i, :tenant, 'upl_' || :tenant || i, 'f', 1,
-       CASE WHEN i <= :in_flight THEN 'queued' ELSE 'completed' END, 0, 0, 0, false, 0, 0, now(), now()
+       CASE WHEN i <= :live THEN 'queued' ELSE 'completed' END, 0, 0, 0, false, 0, 0, now(), now()
 FROM generate_series(1, :count) AS i
 """
 
-#: Uploads written the same way, open (``receiving``) up to ``open``, complete past it.
+#: Uploads written the same way, open (``receiving``) up to ``live``, complete past it.
 UPLOADS = """
 INSERT INTO uploads (id, tenant_id, filename, size, chunk_size, chunk_count, status, created_at, expires_at)
 SELECT 'upl_' || :tenant || i, :tenant, 'f', 100, 100, 1,
-       CASE WHEN i <= :open THEN 'receiving' ELSE 'complete' END, now(), now()
+       CASE WHEN i <= :live THEN 'receiving' ELSE 'complete' END, now(), now()
 FROM generate_series(1, :count) AS i
 """
+
+
+def _busy_and_quiet(rows: str, table: str, busy: int, quiet: int) -> None:
+    """A busy tenant whose ``busy`` rows are all in flight, and a quiet one with ``quiet`` in
+    flight among 2,000; the table analyzed, so that the planner knows who holds what."""
+    with database().engine.begin() as connection:
+        connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        connection.execute(text(rows), {"tenant": "busy", "live": busy, "count": busy})
+        connection.execute(text(rows), {"tenant": "quiet", "live": quiet, "count": 2000})
+        connection.exec_driver_sql(f"ANALYZE {table}")
 
 
 def _plan(statement: Any) -> str:
@@ -36,12 +46,8 @@ def _plan(statement: Any) -> str:
 
 
 def test_the_count_reads_the_tenants_jobs_in_flight_only(on_postgres: str) -> None:
-    with database().engine.begin() as connection:
-        connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
-        # Another tenant's backlog, and this tenant's three jobs in flight among its finished ones.
-        connection.execute(text(JOBS), {"tenant": "busy", "in_flight": 5000, "count": 5000})
-        connection.execute(text(JOBS), {"tenant": "quiet", "in_flight": 3, "count": 2000})
-        connection.exec_driver_sql("ANALYZE jobs")
+    # Another tenant's backlog, and this tenant's three jobs in flight among its finished ones.
+    _busy_and_quiet(JOBS, "jobs", busy=5000, quiet=3)
     plan = _plan(quota.IN_FLIGHT.params(tenant_id="quiet"))
     with session_scope() as session:
         in_flight = quota.in_flight(session, "quiet")
@@ -52,11 +58,7 @@ def test_the_count_reads_the_tenants_jobs_in_flight_only(on_postgres: str) -> No
 
 
 def test_the_count_reads_the_tenants_open_uploads_only(on_postgres: str) -> None:
-    with database().engine.begin() as connection:
-        connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
-        connection.execute(text(UPLOADS), {"tenant": "busy", "open": 5000, "count": 5000})
-        connection.execute(text(UPLOADS), {"tenant": "quiet", "open": 3, "count": 2000})
-        connection.exec_driver_sql("ANALYZE uploads")
+    _busy_and_quiet(UPLOADS, "uploads", busy=5000, quiet=3)
     plan = _plan(quota.OPEN_UPLOADS.params(tenant_id="quiet"))
     with session_scope() as session:
         usage = quota.usage_of(session, "quiet")
