@@ -606,7 +606,8 @@ class Profiler:
     directory: ``<dir>/<name>.txt`` gets collapsed stacks (flamegraph.pl or speedscope read them).
 
     By default only the thread holding the GIL is sampled (``--gil``: where Python burns CPU);
-    ``BENCH_PROFILE_IDLE=1`` records every thread, waiting ones too (latency hunting).
+    ``BENCH_PROFILE_IDLE=1`` records every thread, waiting ones too (latency hunting);
+    ``BENCH_PROFILE_NATIVE=1`` adds the C frames (time inside the driver, the interpreter, libc).
     Without ``BENCH_PROFILE`` (the normal case) this does nothing.
     """
 
@@ -636,6 +637,8 @@ class Profiler:
             str(Path(directory) / f"{self.name}.txt"),
         ]
         argv.append("--idle" if os.environ.get("BENCH_PROFILE_IDLE") else "--gil")
+        if os.environ.get("BENCH_PROFILE_NATIVE"):
+            argv.append("--native")
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self
 
