@@ -41,7 +41,7 @@ from sqlalchemy.orm import Mapped, Session, defer, mapped_column
 from sqlalchemy.sql.expression import BindParameter, ColumnElement
 
 from models import job_events
-from models.db import Base, database, read_scope, utcnow, without_flush
+from models.db import Base, database, of_tenant, read_scope, utcnow, without_flush
 from models.errors import BadRequest, Conflict, NotFound
 from models.fastread import FastRead
 from models.ids import new_id
@@ -208,12 +208,12 @@ def get_job(session: Session, tenant_id: str, job_id: str, *, for_update: bool =
     Raises:
         NotFound: no such job for this tenant (also another tenant's).
     """
-    query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)
+    query = select(Job).where(Job.id == job_id)  # the tenant is checked on the row: of_tenant
     if view_only:
         query = query.options(*(defer(column) for column in HEAVY_COLUMNS))
     if for_update:
         query = query.with_for_update()
-    job = session.scalar(query)
+    job = of_tenant(session.scalar(query), tenant_id)
     if job is None:
         raise NotFound(f"no job {job_id}", code="job_not_found")
     return job

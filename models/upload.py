@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models import tenant as _tenant  # noqa: F401  (the table our foreign keys name)
-from models.db import Base, utcnow
+from models.db import Base, of_tenant, utcnow
 from models.errors import Conflict, Gone, Invalid, NotFound, TooLarge
 from models.fastread import FastRead
 from models.ids import new_id
@@ -192,10 +192,10 @@ def get_upload(session: Session, tenant_id: str, upload_id: str, *, for_update: 
     Raises:
         NotFound: no such upload for this tenant.
     """
-    query = select(Upload).where(Upload.id == upload_id, Upload.tenant_id == tenant_id)
+    query = select(Upload).where(Upload.id == upload_id)  # the tenant is checked on the row: of_tenant
     if for_update:
         query = query.with_for_update()
-    upload = session.scalar(query)
+    upload = of_tenant(session.scalar(query), tenant_id)
     if upload is None:
         raise NotFound(f"no upload {upload_id}", code="upload_not_found")
     return upload
@@ -212,6 +212,7 @@ class ChunkTarget:
     chunk_size: int
     chunk_count: int
     offset: int | None
+    tenant_id: str
 
     @property
     def is_tus(self) -> bool:
@@ -229,7 +230,7 @@ def chunk_target(tenant_id: str, upload_id: str) -> ChunkTarget:
     Raises:
         NotFound: no such upload for this tenant.
     """
-    return _target(_CHUNK_TARGET_READ.one_or_none(tenant_id=tenant_id, upload_id=upload_id), upload_id)
+    return _target(_CHUNK_TARGET_READ.one_or_none(upload_id=upload_id), tenant_id, upload_id)
 
 
 def lock_chunk_target(session: Session, tenant_id: str, upload_id: str) -> ChunkTarget:
@@ -239,11 +240,11 @@ def lock_chunk_target(session: Session, tenant_id: str, upload_id: str) -> Chunk
     Raises:
         NotFound: no such upload for this tenant.
     """
-    return _target(_CHUNK_TARGET_LOCK.within(session, tenant_id=tenant_id, upload_id=upload_id), upload_id)
+    return _target(_CHUNK_TARGET_LOCK.within(session, upload_id=upload_id), tenant_id, upload_id)
 
 
-def _target(row: Any, upload_id: str) -> ChunkTarget:
-    if row is None:
+def _target(row: Any, tenant_id: str, upload_id: str) -> ChunkTarget:
+    if of_tenant(row, tenant_id) is None:
         raise NotFound(f"no upload {upload_id}", code="upload_not_found")
     return ChunkTarget(*row)
 
@@ -319,10 +320,11 @@ _WITH_MANIFEST = (
 _MANIFEST_READ, _WITH_MANIFEST_READ = FastRead(_MANIFEST), FastRead(_WITH_MANIFEST)
 #: What extract reads for a kind it does not parse (a text file): the OCR mode alone.
 _OCR_MODE_READ = FastRead(_OCR_MODE)
-#: A chunk PUT's reads of its upload (parameters: tenant_id, upload_id), and its manifest row's write.
+#: A chunk PUT's reads of its upload (parameter: upload_id; the tenant is checked on the row, as
+#: ``models.db.of_tenant`` says why), and its manifest row's write.
 _CHUNK_TARGET = select(_UPLOADS.id, _UPLOADS.status, _UPLOADS.expires_at, _UPLOADS.size, _UPLOADS.chunk_size,
-                       _UPLOADS.chunk_count, _UPLOADS.offset).where(
-    _UPLOADS.id == bindparam("upload_id"), _UPLOADS.tenant_id == bindparam("tenant_id")
+                       _UPLOADS.chunk_count, _UPLOADS.offset, _UPLOADS.tenant_id).where(
+    _UPLOADS.id == bindparam("upload_id")
 )  # fmt: skip
 _CHUNK_TARGET_READ, _CHUNK_TARGET_LOCK = FastRead(_CHUNK_TARGET), FastRead(_CHUNK_TARGET.with_for_update())
 _RECORD_CHUNK = FastRead(_chunk_upsert(pg_insert).returning(_CHUNKS.index))
