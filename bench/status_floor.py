@@ -25,14 +25,14 @@ class _RowsFromMemory:
 
     def __init__(self, read: Any):
         self.read = read
-        self.rows: dict[tuple[str, str], Any] = {}
+        self.rows: dict[str, Any] = {}
 
-    def one_or_none(self, *, job_id: str, tenant_id: str) -> Any:
-        row = self.rows.get((tenant_id, job_id))
+    def one_or_none(self, *, job_id: str) -> Any:
+        row = self.rows.get(job_id)
         if row is None:
-            row = self.read.one_or_none(job_id=job_id, tenant_id=tenant_id)
+            row = self.read.one_or_none(job_id=job_id)
             if row is not None and row.status == "completed" and row.webhook_status == "delivered":
-                self.rows[(tenant_id, job_id)] = row
+                self.rows[job_id] = row
         return row
 
 

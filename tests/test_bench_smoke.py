@@ -108,6 +108,9 @@ def test_quick_run_reports_positive_figures(variant: str) -> None:
     assert report["bench"] == name
     # bench/harness.py's reports keep their figures under "figures"; extract (its own format)
     # has them at the top level.
+    # A server that answered errors (a measured path broken by a change) is no figure.
+    failed = [note for note in report.get("notes", []) if "non-2xx or socket" in note]
+    assert not failed, f"bench {name}: {failed}"
     figures = report["figures"] if name != "extract" else {k: v for k, v in report.items() if k != "bench"}
     assert isinstance(figures, dict) and figures, f"bench {name} reported no figures: {report}"
     for key, value in figures.items():
