@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -416,7 +416,8 @@ class ReceivedFile:
 
 @dataclass(frozen=True, slots=True)
 class FileArrival:
-    """What a request says of a file it sent whole, and the job id chosen for it."""
+    """What a request says of a file it sent whole, and the job and upload ids chosen for it
+    (the upload's before its row: the file is staged under it before the transaction)."""
 
     job_id: str
     filename: str
@@ -426,6 +427,7 @@ class FileArrival:
     webhook_url: str | None
     metadata: dict[str, Any] | None
     ocr: str = "auto"
+    upload_id: str = field(default_factory=lambda: new_id("upl"))
 
 
 def record_received_file(session: Session, tenant_id: str, settings: Settings, arrival: FileArrival) -> ReceivedFile:
@@ -461,7 +463,7 @@ def received_file_rows(
     _check_size(settings, a.size)
     _check_ocr(a.ocr)
     now = utcnow()
-    received = ReceivedFile(new_id("upl"), tenant_id, a.filename, a.content_type, a.size, a.sha256, a.webhook_url,
+    received = ReceivedFile(a.upload_id, tenant_id, a.filename, a.content_type, a.size, a.sha256, a.webhook_url,
                             a.metadata)  # fmt: skip
     upload_row = {"id": received.id, "tenant_id": tenant_id, "filename": a.filename, "content_type": a.content_type,
                   "size": a.size, "sha256": a.sha256, "chunk_size": max(a.size, 1), "chunk_count": 1 if a.size else 0,

@@ -41,6 +41,7 @@ from models.db import database, session_scope  # noqa: E402
 from models.schema import Base  # noqa: E402
 from models.settings import Settings, configure  # noqa: E402
 from models.tenant import issue_key  # noqa: E402
+from tests.support import services  # noqa: E402
 from web import create_app  # noqa: E402
 
 pytest_plugins = ["tests.support.webhook_receiver"]
@@ -61,6 +62,19 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
     Base.metadata.create_all(database().engine)
     yield current
     database().dispose()
+
+
+@pytest.fixture
+def on_postgres(settings: Settings) -> Iterator[str]:
+    """The settings moved to a fresh PostgreSQL database with chute's tables; yields its URL."""
+    with services.postgres_database() as url:
+        configure(dataclasses.replace(settings, database_url=url))
+        try:
+            Base.metadata.create_all(database().engine)
+            yield url
+        finally:
+            database().dispose()
+            configure(settings)
 
 
 def _fresh_queues(broker: dramatiq.Broker) -> None:

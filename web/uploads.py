@@ -249,8 +249,10 @@ def complete(upload_id: str) -> tuple[UploadCompleted, int, dict[str, str]]:
                     code="incomplete_upload",
                     details={"missing": missing[:1000], "missing_count": len(missing)},
                 )
-            quota.reserve_jobs(session, tenant_id(), settings())
+            # Durable under this upload's lock, before the tenant's, which every submit of the
+            # tenant waits for (an upload's chunks can take long to write back):
             staging.sync_upload(settings().staging_dir, upload_id)
+            quota.reserve_jobs(session, tenant_id(), settings())
             job_id, status, enqueued = jobs.create_job(session, upload), jobs.QUEUED, False
             UPLOADS.labels("completed").inc()
     if not enqueued:

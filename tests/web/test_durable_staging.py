@@ -15,14 +15,18 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import make_url
 
 from models import staging
-from models.settings import Settings
+from models.db import session_scope
+from models.settings import Settings, current_settings
+from models.tenant import issue_key
 from tests.conftest import TenantKeys
 from tests.support.uploading import chunked_upload
+from web import create_app
 
 
 @pytest.fixture
@@ -74,3 +78,60 @@ def test_a_chunked_upload_syncs_its_chunks_and_both_directories_at_complete(
     assert len(expected) == 5  # three chunks, their directory, uploads/
     assert {path for path, _ in synced} == expected
     assert all(jobs == 0 for _, jobs in synced)
+
+
+@pytest.fixture
+def tenant_locked_at_fsync(monkeypatch: pytest.MonkeyPatch, on_postgres: str) -> list[bool]:
+    """For every fsync through ``models.staging``, on PostgreSQL: whether a tenant's row was
+    locked then (every submit of the tenant waits for that lock)."""
+    seen: list[bool] = []
+    real = os.fsync
+    dsn = make_url(on_postgres).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def fsync(fd: int) -> None:
+        with psycopg.connect(dsn) as probe:
+            try:
+                probe.execute("SELECT 1 FROM tenants FOR UPDATE NOWAIT")
+                seen.append(False)
+            except psycopg.errors.LockNotAvailable:
+                seen.append(True)
+        real(fd)
+
+    monkeypatch.setattr(staging.os, "fsync", fsync)
+    return seen
+
+
+@pytest.fixture
+def postgres_api(on_postgres: str, stub_broker: Any) -> Any:
+    """``api(method, path, data=)`` → (status, JSON body), as a tenant of a chute on PostgreSQL."""
+    client = create_app(current_settings()).test_client()
+    with session_scope() as session:
+        auth = {"Authorization": f"Bearer {issue_key(session, 'acme').api_key}"}
+
+    def call(method: str, path: str, *, data: Any = None, json: Any = None,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
+        response = client.open(path, method=method, data=data, json=json, headers={**auth, **(headers or {})})
+        return response.status_code, response.get_json(silent=True)
+
+    return call
+
+
+def test_a_one_shot_upload_is_made_durable_before_the_tenants_lock(
+    postgres_api: Any, tenant_locked_at_fsync: list[bool]
+) -> None:
+    files = [(io.BytesIO(b"durable bytes"), "note.txt"), (io.BytesIO(b"more bytes"), "more.txt")]
+    status, body = postgres_api("POST", "/v1/jobs", data={"file": files})
+
+    assert status == 202, body
+    assert len(tenant_locked_at_fsync) == 6  # per file: the chunk, its directory, uploads/
+    assert not any(tenant_locked_at_fsync)
+
+
+def test_a_chunked_upload_is_made_durable_before_the_tenants_lock(
+    postgres_api: Any, tenant_locked_at_fsync: list[bool]
+) -> None:
+    upload = chunked_upload(postgres_api, b"x" * 10_000, filename="three.bin", chunk_size=4096)
+
+    assert upload["status"] == "queued", upload
+    assert len(tenant_locked_at_fsync) == 5  # three chunks, their directory, uploads/
+    assert not any(tenant_locked_at_fsync)

@@ -4,9 +4,11 @@ and GET /v1/usage showing where the tenant stands."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 from models.db import session_scope
+from models.settings import Settings
 from models.tenant import Tenant
 from tests.conftest import TenantKeys
 
@@ -17,6 +19,11 @@ def set_quotas(tenant: TenantKeys, **values: Any) -> None:
         assert row is not None
         for name, value in values.items():
             setattr(row, name, value)
+
+
+def staged_files(settings: Settings) -> list[Path]:
+    """Every file on the staging disk (a refused request must leave none)."""
+    return [path for path in Path(settings.staging_dir).rglob("*") if path.is_file()]
 
 
 def open_upload(api, size: int, key: TenantKeys | None = None) -> tuple[int, Any]:  # type: ignore[no-untyped-def]
@@ -44,7 +51,7 @@ def test_staged_bytes_quota_counts_what_open_uploads_declared(api, tenant) -> No
     assert open_upload(api, 400)[0] == 201
 
 
-def test_largest_file_is_a_413(api, client, tenant) -> None:  # type: ignore[no-untyped-def]
+def test_largest_file_is_a_413(api, client, tenant, settings) -> None:  # type: ignore[no-untyped-def]
     set_quotas(tenant, max_file_size=100)
     status, body = open_upload(api, 101)
     assert status == 413 and body["error"]["code"] == "file_too_large"
@@ -52,9 +59,10 @@ def test_largest_file_is_a_413(api, client, tenant) -> None:  # type: ignore[no-
     response = client.post("/v1/jobs", data={"file": [(io.BytesIO(b"x" * 101), "big.bin")]},
                            headers=tenant.headers, content_type="multipart/form-data")  # fmt: skip
     assert response.status_code == 413 and response.get_json()["error"]["code"] == "file_too_large"
+    assert staged_files(settings) == []
 
 
-def test_jobs_in_flight_quota(api, client, tenant) -> None:  # type: ignore[no-untyped-def]
+def test_jobs_in_flight_quota(api, client, tenant, settings) -> None:  # type: ignore[no-untyped-def]
     """No worker runs here, so every started job stays queued (in flight)."""
     set_quotas(tenant, max_jobs_in_flight=1)
     uploads = [open_upload(api, 0)[1]["upload_id"] for _ in range(2)]
@@ -66,6 +74,7 @@ def test_jobs_in_flight_quota(api, client, tenant) -> None:  # type: ignore[no-u
     response = client.post("/v1/jobs", data={"file": [(io.BytesIO(b"x"), "a.txt")]},
                            headers=tenant.headers, content_type="multipart/form-data")  # fmt: skip
     assert response.status_code == 429
+    assert staged_files(settings) == []  # its file was staged before the refusal, and removed
 
 
 def test_usage_shows_limits_and_use(api, tenant, settings) -> None:  # type: ignore[no-untyped-def]
