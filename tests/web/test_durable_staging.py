@@ -9,6 +9,7 @@ Both ways in (the chunked upload's complete and the one-shot ``POST /v1/jobs``) 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import sqlite3
@@ -135,3 +136,26 @@ def test_a_chunked_upload_is_made_durable_before_the_tenants_lock(
     assert upload["status"] == "queued", upload
     assert len(tenant_locked_at_fsync) == 5  # three chunks, their directory, uploads/
     assert not any(tenant_locked_at_fsync)
+
+
+def test_a_full_disk_at_a_files_sync_keeps_nothing_of_the_request(
+    client: FlaskClient, tenant: TenantKeys, settings: Settings, stub_broker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, calls = staging.sync_upload, []
+
+    def sync_upload(staging_dir: str, upload_id: str) -> None:
+        calls.append(upload_id)
+        if len(calls) == 2:  # the second file's: the first one is staged by then
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(staging_dir, upload_id)
+
+    monkeypatch.setattr(staging, "sync_upload", sync_upload)
+    files = [(io.BytesIO(b"first file"), "one.txt"), (io.BytesIO(b"second file"), "two.txt")]
+    response = client.post("/v1/jobs", data={"file": files}, headers=tenant.headers, content_type="multipart/form-data")
+
+    assert response.status_code == 507, response.get_json()
+    assert response.get_json()["error"]["code"] == "insufficient_storage"
+    assert len(calls) == 2
+    assert [path for path in Path(settings.staging_dir).rglob("*") if path.is_file()] == []
+    listed = client.get("/v1/jobs", headers=tenant.headers).get_json()
+    assert listed["jobs"] == []
