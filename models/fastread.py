@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from psycopg import Connection as DriverConnection
-from psycopg import Cursor
+from psycopg import Cursor, OperationalError
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Insert, Select, Update
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
@@ -165,7 +165,7 @@ def _fetch_one(db: Database, sql: str, params: dict[str, Any], row_type: Any) ->
         rows = _execute(pooled, connection, watchdog_of(db.engine), sql, params, row_type, every=False)
         return rows[0] if rows else None
     except error as e:
-        lost = dialect.is_disconnect(e, pooled, None)
+        lost = _lost(dialect, e, pooled)
         if lost:  # as a Core Connection does: this connection goes, and every older pooled one is stale
             db.engine.pool._invalidate(pooled, e)
         raise _wrapped(e, sql, params, dialect, invalidated=lost) from e
@@ -189,7 +189,7 @@ def _fetch_within(connection: Connection, sql: str, params: dict[str, Any], row_
     try:
         return _execute(pooled, driver, watchdog_of(connection.engine), sql, params, row_type, every=every)
     except error as e:
-        lost = dialect.is_disconnect(e, pooled, None)
+        lost = _lost(dialect, e, pooled)
         if lost:  # as Core's own handling does: every older pooled connection is stale, this one goes
             connection.engine.pool._invalidate(pooled, e)
             connection.invalidate(e)
@@ -214,6 +214,18 @@ def _execute(
     finally:
         if watchdog is not None:
             watchdog.disarm(driver)
+
+
+def _lost(dialect: Any, error: Exception, pooled: Any) -> bool:
+    """Whether ``error`` means the connection is gone: as Core decides it (the driver marked it
+    closed or broken), or an ``OperationalError`` of the driver's own, with no SQLSTATE from the
+    server. psycopg raises one ("connection socket closed") when the socket fails before it
+    read the server's last message, and then still holds the connection as good: a rollback on it
+    failed again ("another command is already in progress") and hid the first error.
+    """
+    if dialect.is_disconnect(error, pooled, None):
+        return True
+    return isinstance(error, OperationalError) and error.sqlstate is None
 
 
 def _wrapped(error: Exception, sql: str, params: dict[str, Any], dialect: Any, *, invalidated: bool) -> BaseException:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from types import SimpleNamespace
 
 import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
-from sqlalchemy import bindparam, exc, select, update
+from sqlalchemy import bindparam, create_engine, exc, select, update
 
 from models import fastread
 from models import job as jobs
@@ -177,3 +178,16 @@ def test_an_in_of_bound_values_is_refused() -> None:
     prebuilt SQL would keep its placeholder and fail, or match nothing."""
     with pytest.raises(ValueError, match="expanding IN"):
         fastread.FastRead(select(jobs.JOBS.c.id).where(jobs.JOBS.c.status.in_((jobs.QUEUED, jobs.PROCESSING))))
+
+
+def test_a_socket_that_failed_under_the_driver_is_a_lost_connection() -> None:
+    """psycopg's own "connection socket closed" (no SQLSTATE) leaves its connection looking good:
+    it is a lost connection all the same, while an error the server answered (a statement
+    timeout) is not, and nor is an error of another kind."""
+    dialect = create_engine("postgresql+psycopg://nobody@127.0.0.1/none").dialect  # never connects
+    looks_good = SimpleNamespace(closed=False, broken=False)
+    assert fastread._lost(dialect, psycopg.OperationalError("connection socket closed"), looks_good)
+    assert not fastread._lost(dialect, psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+                              looks_good)  # fmt: skip
+    assert not fastread._lost(dialect, psycopg.errors.UniqueViolation("duplicate key"), looks_good)
+    assert fastread._lost(dialect, psycopg.errors.UniqueViolation("x"), SimpleNamespace(closed=False, broken=True))
