@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import psycopg
 from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, String, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.compiler import compiles
@@ -80,6 +81,24 @@ def of_tenant(row: _Row | None, tenant_id: str) -> _Row | None:
     return row if row is not None and row.tenant_id == tenant_id else None
 
 
+def connection_lost(error: BaseException) -> bool:
+    """An ``OperationalError`` of psycopg's own, with no SQLSTATE from the server: the connection
+    is gone, though the driver may not know it yet. psycopg raises one ("connection socket
+    closed") when the socket fails before it read the server's last message, and then still
+    holds the connection as neither closed nor broken, which is all SQLAlchemy's
+    ``is_disconnect`` asks; a rollback on it failed again ("another command is already in
+    progress") and hid the first error. The server's own errors (a statement timeout, a
+    constraint) carry a SQLSTATE and are not this.
+    """
+    return isinstance(error, psycopg.OperationalError) and error.sqlstate is None
+
+
+def _lost_is_a_disconnect(context: Any) -> None:
+    """``handle_error``: Core invalidates a connection :func:`connection_lost` says is gone."""
+    if not context.is_disconnect and connection_lost(context.original_exception):
+        context.is_disconnect = True
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -108,6 +127,7 @@ def make_engine(url: str, *, timeouts: bool = True) -> Engine:
                 "options": f"-c statement_timeout={statement_ms}",
             },
         )
+        event.listen(engine, "handle_error", _lost_is_a_disconnect)
         if timeouts:
             Watchdog(settings.database_statement_timeout_seconds + WATCHDOG_GRACE_SECONDS).install(engine)
         return engine

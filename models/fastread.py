@@ -36,14 +36,14 @@ from collections.abc import Callable
 from typing import Any
 
 from psycopg import Connection as DriverConnection
-from psycopg import Cursor, OperationalError
+from psycopg import Cursor
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Insert, Select, Update
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from models.db import Database, database, read_connection
+from models.db import Database, connection_lost, database, read_connection
 from models.dbwatch import watchdog_of
 
 
@@ -217,15 +217,9 @@ def _execute(
 
 
 def _lost(dialect: Any, error: Exception, pooled: Any) -> bool:
-    """Whether ``error`` means the connection is gone: as Core decides it (the driver marked it
-    closed or broken), or an ``OperationalError`` of the driver's own, with no SQLSTATE from the
-    server. psycopg raises one ("connection socket closed") when the socket fails before it
-    read the server's last message, and then still holds the connection as good: a rollback on it
-    failed again ("another command is already in progress") and hid the first error.
-    """
-    if dialect.is_disconnect(error, pooled, None):
-        return True
-    return isinstance(error, OperationalError) and error.sqlstate is None
+    """Whether ``error`` means the connection is gone, as Core decides it on this engine (the
+    dialect's test, then ``models.db.connection_lost``, which its ``handle_error`` adds)."""
+    return bool(dialect.is_disconnect(error, pooled, None)) or connection_lost(error)
 
 
 def _wrapped(error: Exception, sql: str, params: dict[str, Any], dialect: Any, *, invalidated: bool) -> BaseException:

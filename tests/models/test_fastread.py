@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
-from sqlalchemy import bindparam, create_engine, exc, select, update
+from sqlalchemy import bindparam, create_engine, exc, literal, select, update
 
 from models import fastread
 from models import job as jobs
@@ -191,3 +191,24 @@ def test_a_socket_that_failed_under_the_driver_is_a_lost_connection() -> None:
                               looks_good)  # fmt: skip
     assert not fastread._lost(dialect, psycopg.errors.UniqueViolation("duplicate key"), looks_good)
     assert fastread._lost(dialect, psycopg.errors.UniqueViolation("x"), SimpleNamespace(closed=False, broken=True))
+
+
+@pytest.mark.usefixtures("on_postgres")
+@pytest.mark.parametrize(
+    ("error", "lost"),
+    [(psycopg.OperationalError("connection socket closed"), True),
+     (psycopg.errors.QueryCanceled("canceling statement due to statement timeout"), False)],
+)  # fmt: skip
+def test_core_counts_the_same_errors_as_a_lost_connection(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, lost: bool
+) -> None:
+    """A session's own statements (Core) invalidate their connection on the errors FastRead does."""
+    engine = database().engine
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(engine.dialect, "do_execute", failing)
+    with engine.connect() as connection, pytest.raises(exc.DBAPIError) as failed:
+        connection.execute(select(literal(1)))
+    assert failed.value.connection_invalidated is lost
