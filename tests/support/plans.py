@@ -42,9 +42,14 @@ def plan(statement: Any) -> str:
 
 def job_id(tenant: str, i: int) -> str:
     """The id ``JOBS`` gives the tenant's ``i``-th job (a valid job id)."""
-    return "job_" + hashlib.md5(f"{tenant}{i}".encode()).hexdigest()[:24]
+    return "job_" + _hex(tenant, i)
 
 
 def upload_id(tenant: str, i: int) -> str:
     """The id ``UPLOADS`` gives the tenant's ``i``-th upload."""
-    return "upl_" + hashlib.md5(f"{tenant}{i}".encode()).hexdigest()[:24]
+    return "upl_" + _hex(tenant, i)
+
+
+def _hex(tenant: str, i: int) -> str:
+    """What the SQL's ``left(md5(:tenant || i), 24)`` makes."""
+    return hashlib.md5(f"{tenant}{i}".encode()).hexdigest()[:24]

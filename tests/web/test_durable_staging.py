@@ -13,6 +13,7 @@ import errno
 import io
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +35,28 @@ from web import create_app
 def synced(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> list[tuple[Path, int]]:
     """Every path fsynced through ``models.staging``, with the number of committed jobs then."""
     seen: list[tuple[Path, int]] = []
-    real = os.fsync
     database = make_url(settings.database_url).database
     assert database is not None
 
-    def fsync(fd: int) -> None:
+    def observe(fd: int) -> None:
         # A reader of its own: the request's session holds SQLite's write lock meanwhile.
         with contextlib.closing(sqlite3.connect(database)) as reader:
             (jobs,) = reader.execute("SELECT count(*) FROM jobs").fetchone()
         seen.append((Path(os.readlink(f"/proc/self/fd/{fd}")), jobs))
+
+    _before_each_fsync(monkeypatch, observe)
+    return seen
+
+
+def _before_each_fsync(monkeypatch: pytest.MonkeyPatch, observe: Callable[[int], None]) -> None:
+    """Call ``observe(fd)`` before every fsync through ``models.staging``."""
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        observe(fd)
         real(fd)
 
     monkeypatch.setattr(staging.os, "fsync", fsync)
-    return seen
 
 
 def _expected(settings: Settings, upload_id: str) -> set[Path]:
@@ -86,19 +96,17 @@ def tenant_locked_at_fsync(monkeypatch: pytest.MonkeyPatch, on_postgres: str) ->
     """For every fsync through ``models.staging``, on PostgreSQL: whether a tenant's row was
     locked then (every submit of the tenant waits for that lock)."""
     seen: list[bool] = []
-    real = os.fsync
     dsn = make_url(on_postgres).set(drivername="postgresql").render_as_string(hide_password=False)
 
-    def fsync(fd: int) -> None:
+    def observe(fd: int) -> None:
         with psycopg.connect(dsn) as probe:
             try:
                 probe.execute("SELECT 1 FROM tenants FOR UPDATE NOWAIT")
                 seen.append(False)
             except psycopg.errors.LockNotAvailable:
                 seen.append(True)
-        real(fd)
 
-    monkeypatch.setattr(staging.os, "fsync", fsync)
+    _before_each_fsync(monkeypatch, observe)
     return seen
 
 
